@@ -1,0 +1,95 @@
+/**
+ * Token → Principal for a route: cache lookup first (synchronous), then the
+ * issuer's verifier on a miss. Audiences are compiled per (route, issuer) at
+ * startup so the hot path only does map lookups.
+ */
+import { decodeJwt } from 'jose'
+import { InvalidTokenError } from '../errors.js'
+import type { GatewayConfig, RouteConfig } from '../config/types.js'
+import { IssuerVerifier, type VerifierLogger, type VerifierOptions } from './jwt.js'
+import { principalFromClaims, type Principal } from './principal.js'
+import { TokenCache, tokenKey } from './token-cache.js'
+
+/** Audience values accepted for a resource: as written, and with the trailing slash added or removed. */
+export function audienceVariants (values: readonly string[]): string[] {
+  const out = new Set<string>()
+  for (const v of values) {
+    out.add(v)
+    out.add(v.endsWith('/') ? v.slice(0, -1) : v + '/')
+  }
+  return [...out]
+}
+
+/** Per-route authentication handle, compiled once. */
+export interface RouteAuth {
+  /** Cache namespace: tokens verified for one route's audiences are not valid for another's. */
+  readonly cachePrefix: string
+  /** Accepted audiences for each issuer. */
+  readonly audiences: ReadonlyMap<string, readonly string[]>
+}
+
+export class Authenticator {
+  readonly verifiers: ReadonlyMap<string, IssuerVerifier>
+  readonly cache: TokenCache
+  readonly #maxTokenBytes: number
+
+  constructor (config: GatewayConfig, log: VerifierLogger, opts?: VerifierOptions) {
+    const verifiers = new Map<string, IssuerVerifier>()
+    for (const as of config.authorizationServers) verifiers.set(as.issuer, new IssuerVerifier(as, log, opts))
+    this.verifiers = verifiers
+    this.cache = new TokenCache(config.tokenCache.maxEntries)
+    this.#maxTokenBytes = config.limits.maxTokenBytes
+  }
+
+  start (): void {
+    for (const v of this.verifiers.values()) v.start()
+  }
+
+  stop (): void {
+    for (const v of this.verifiers.values()) v.stop()
+    this.cache.clear()
+  }
+
+  /** True once every issuer's metadata and keys have loaded. */
+  get ready (): boolean {
+    for (const v of this.verifiers.values()) if (v.state !== 'ready') return false
+    return true
+  }
+
+  whenReady (): Promise<void> {
+    return Promise.all([...this.verifiers.values()].map(async (v) => await v.whenReady())).then(() => undefined)
+  }
+
+  compileRoute (route: RouteConfig, index: number): RouteAuth {
+    const audiences = new Map<string, readonly string[]>()
+    for (const v of this.verifiers.values()) {
+      audiences.set(v.config.issuer, Object.freeze(audienceVariants(v.config.audience ?? [route.resource])))
+    }
+    return { cachePrefix: `${index}:`, audiences }
+  }
+
+  /** Cache hit, or undefined. Synchronous so the common case costs no promise. */
+  cached (route: RouteAuth, token: string, nowMs: number): { key: string, principal: Principal | undefined } {
+    if (token.length > this.#maxTokenBytes) throw new InvalidTokenError('too_large')
+    const key = route.cachePrefix + tokenKey(token)
+    return { key, principal: this.cache.get(key, nowMs) }
+  }
+
+  /** Full verification on a cache miss; caches the result. */
+  async verify (route: RouteAuth, token: string, key: string): Promise<Principal> {
+    let iss: unknown
+    try {
+      iss = decodeJwt(token).iss
+    } catch {
+      throw new InvalidTokenError('malformed', { detail: 'not a decodable JWT' })
+    }
+    if (typeof iss !== 'string') throw new InvalidTokenError('missing_claim', { detail: 'claim iss is missing' })
+    const verifier = this.verifiers.get(iss)
+    const audiences = route.audiences.get(iss)
+    if (verifier === undefined || audiences === undefined) throw new InvalidTokenError('unknown_issuer')
+    const { payload } = await verifier.verify(token, audiences)
+    const principal = principalFromClaims(payload, verifier.config.issuer)
+    this.cache.set(key, principal, Date.now())
+    return principal
+  }
+}

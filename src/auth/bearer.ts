@@ -1,0 +1,56 @@
+/**
+ * Extracts the bearer credential from a request. Only the Authorization header
+ * is supported (`bearer_methods_supported: ["header"]`); a token in the query
+ * string or a second credential is `invalid_request` (RFC 6750 §2, §3.1).
+ */
+import { InvalidRequestError } from '../errors.js'
+
+/** What the request carried. `other_scheme` (e.g. Basic) is answered like no credential at all. */
+export type Credential =
+  | { readonly kind: 'none' }
+  | { readonly kind: 'other_scheme' }
+  | { readonly kind: 'bearer', readonly token: string }
+
+const NONE: Credential = Object.freeze({ kind: 'none' })
+const OTHER: Credential = Object.freeze({ kind: 'other_scheme' })
+
+/** RFC 6750 §2.1 b64token. */
+const B64TOKEN_RE = /^[A-Za-z0-9\-._~+/]+=*$/
+/** `access_token` as a query parameter name, raw or percent-encoded. */
+const QUERY_TOKEN_RE = /(?:^|&)access(?:_|%5[Ff])token(?:=|&|$)/
+
+/**
+ * @param authorization every Authorization header value, in order (Node keeps only the first in `headers`, so pass them from `rawHeaders`)
+ * @param query the raw query string without `?`, or '' when none
+ * @throws InvalidRequestError on a malformed or duplicated credential
+ */
+export function extractCredential (authorization: readonly string[], query: string): Credential {
+  if (query !== '' && QUERY_TOKEN_RE.test(query)) {
+    throw new InvalidRequestError('Access tokens must be sent in the Authorization header, not in the query string')
+  }
+  if (authorization.length === 0) return NONE
+  if (authorization.length > 1) {
+    throw new InvalidRequestError('More than one Authorization header was sent')
+  }
+  const value = authorization[0]!.trim()
+  const sp = value.indexOf(' ')
+  const scheme = sp === -1 ? value : value.slice(0, sp)
+  // The auth-scheme is case-insensitive (RFC 9110 §11.1).
+  if (scheme.toLowerCase() !== 'bearer') return value === '' ? NONE : OTHER
+  const token = sp === -1 ? '' : value.slice(sp + 1).trim()
+  if (token === '') throw new InvalidRequestError('The Bearer credential is empty')
+  if (!B64TOKEN_RE.test(token)) {
+    throw new InvalidRequestError(token.includes(' ') || token.includes(',') ? 'More than one Bearer token was sent' : 'The Bearer credential is not a valid token')
+  }
+  return { kind: 'bearer', token }
+}
+
+/** All values of the Authorization header from Node's `rawHeaders` (name/value pairs). */
+export function authorizationValues (rawHeaders: readonly string[]): string[] {
+  const out: string[] = []
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i]!
+    if (name.length === 13 && name.toLowerCase() === 'authorization') out.push(rawHeaders[i + 1]!)
+  }
+  return out
+}

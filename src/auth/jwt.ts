@@ -1,0 +1,215 @@
+/**
+ * Per-issuer JWT access-token verification: one jose remote JWKS per issuer
+ * (cached, refetched on an unknown `kid` after a cooldown, with timeouts) and
+ * `jwtVerify` with every constraint explicit. jose does all JWT/JWK work.
+ */
+import { createRemoteJWKSet, jwtVerify, errors as joseErrors, type JWTPayload, type JWTVerifyGetKey, type JWTHeaderParameters, type FlattenedJWSInput, type CryptoKey } from 'jose'
+import { InvalidTokenError, TemporarilyUnavailableError, type InvalidTokenReason } from '../errors.js'
+import type { IssuerConfig } from '../config/types.js'
+import * as D from '../config/defaults.js'
+import { discoverMetadata, DiscoveryMismatchError } from './discovery.js'
+
+/** Header `typ` values accepted for access tokens (RFC 9068 §2.1; many servers send JWT or nothing). */
+const ACCEPTED_TYP = new Set(['at+jwt', 'application/at+jwt', 'jwt'])
+
+/** Raised by the key resolver when the JWKS cannot be fetched: an outage, not a bad token. */
+class KeySourceUnavailable extends Error {}
+
+export interface VerifierLogger {
+  info: (obj: object, msg: string) => void
+  warn: (obj: object, msg: string) => void
+  error: (obj: object, msg: string) => void
+}
+
+export type VerifierState = 'starting' | 'ready'
+
+export interface VerifyResult {
+  readonly payload: JWTPayload
+  readonly header: JWTHeaderParameters
+}
+
+/** Options a verifier uses; injectable for tests. */
+export interface VerifierOptions {
+  readonly jwksTimeoutMs?: number
+  readonly jwksCooldownMs?: number
+  readonly jwksMaxAgeMs?: number
+  readonly metadataTimeoutMs?: number
+  readonly retryInitialMs?: number
+  readonly retryMaxMs?: number
+}
+
+export class IssuerVerifier {
+  readonly config: IssuerConfig
+  #state: VerifierState = 'starting'
+  #getKey: JWTVerifyGetKey | undefined
+  #jwksUri: string | undefined
+  #stopped = false
+  #timer: NodeJS.Timeout | undefined
+  #ready: Promise<void>
+  #resolveReady!: () => void
+  readonly #log: VerifierLogger
+  readonly #opts: Required<VerifierOptions>
+
+  constructor (config: IssuerConfig, log: VerifierLogger, opts: VerifierOptions = {}) {
+    this.config = config
+    this.#log = log
+    this.#opts = {
+      jwksTimeoutMs: opts.jwksTimeoutMs ?? D.DEFAULT_JWKS_TIMEOUT_MS,
+      jwksCooldownMs: opts.jwksCooldownMs ?? D.DEFAULT_JWKS_COOLDOWN_MS,
+      jwksMaxAgeMs: opts.jwksMaxAgeMs ?? D.DEFAULT_JWKS_MAX_AGE_MS,
+      metadataTimeoutMs: opts.metadataTimeoutMs ?? D.DEFAULT_METADATA_TIMEOUT_MS,
+      retryInitialMs: opts.retryInitialMs ?? D.DISCOVERY_RETRY_INITIAL_MS,
+      retryMaxMs: opts.retryMaxMs ?? D.DISCOVERY_RETRY_MAX_MS
+    }
+    this.#ready = new Promise((resolve) => { this.#resolveReady = resolve })
+  }
+
+  get state (): VerifierState {
+    return this.#state
+  }
+
+  /** The JWKS URL in use once discovered. */
+  get jwksUri (): string | undefined {
+    return this.#jwksUri
+  }
+
+  /** Resolves when metadata and keys have been loaded once. */
+  whenReady (): Promise<void> {
+    return this.#ready
+  }
+
+  /** Start discovery in the background, retrying with backoff until it succeeds or {@link stop} is called. */
+  start (): void {
+    void this.#attempt(this.#opts.retryInitialMs)
+  }
+
+  stop (): void {
+    this.#stopped = true
+    if (this.#timer !== undefined) clearTimeout(this.#timer)
+  }
+
+  async #attempt (nextDelayMs: number): Promise<void> {
+    if (this.#stopped) return
+    try {
+      await this.#discover()
+      this.#state = 'ready'
+      this.#log.info({ issuer: this.config.issuer, jwksUri: this.#jwksUri }, 'authorization server keys loaded')
+      this.#resolveReady()
+    } catch (err) {
+      if (this.#stopped) return
+      const level = err instanceof DiscoveryMismatchError ? 'error' : 'warn'
+      this.#log[level]({ issuer: this.config.issuer, reason: describe(err), retryInMs: nextDelayMs }, 'authorization server discovery failed; retrying')
+      this.#timer = setTimeout(() => { void this.#attempt(Math.min(nextDelayMs * 2, this.#opts.retryMaxMs)) }, nextDelayMs)
+      this.#timer.unref()
+    }
+  }
+
+  async #discover (): Promise<void> {
+    let jwksUri = this.config.jwksUri
+    if (jwksUri === undefined) {
+      const md = await discoverMetadata(this.config.issuer, this.config.metadataUrl, { timeoutMs: this.#opts.metadataTimeoutMs, maxBytes: D.MAX_METADATA_BYTES })
+      jwksUri = md.jwks_uri
+    }
+    const remote = createRemoteJWKSet(new URL(jwksUri), {
+      timeoutDuration: this.#opts.jwksTimeoutMs,
+      cooldownDuration: this.#opts.jwksCooldownMs,
+      cacheMaxAge: this.#opts.jwksMaxAgeMs
+    })
+    // Load the keys now, so the first request does not pay for it and outages show at startup.
+    await remote.reload()
+    this.#jwksUri = jwksUri
+    this.#getKey = async (header: JWTHeaderParameters, token: FlattenedJWSInput): Promise<CryptoKey> => {
+      try {
+        return await remote(header, token)
+      } catch (err) {
+        // Key-matching failures are the token's fault; anything else (network, non-200, bad JSON) is an outage.
+        if (err instanceof joseErrors.JWKSNoMatchingKey || err instanceof joseErrors.JWKSMultipleMatchingKeys || err instanceof joseErrors.JOSENotSupported || err instanceof joseErrors.JWKInvalid) throw err
+        throw new KeySourceUnavailable(describe(err), { cause: err })
+      }
+    }
+  }
+
+  /**
+   * Verify a compact JWT for the given audiences. Throws {@link InvalidTokenError}
+   * for a bad token and {@link TemporarilyUnavailableError} when keys cannot be had.
+   */
+  async verify (token: string, audiences: readonly string[]): Promise<VerifyResult> {
+    const getKey = this.#getKey
+    if (this.#state !== 'ready' || getKey === undefined) {
+      throw new TemporarilyUnavailableError(D.UNAVAILABLE_RETRY_AFTER_SECONDS, { detail: `issuer ${this.config.issuer} not discovered yet` })
+    }
+    const options = {
+      issuer: this.config.issuer,
+      audience: audiences as string[],
+      algorithms: this.config.algorithms as string[],
+      clockTolerance: this.config.clockToleranceSeconds,
+      requiredClaims: ['exp']
+    }
+    let result: { payload: JWTPayload, protectedHeader: JWTHeaderParameters }
+    try {
+      result = await jwtVerify(token, getKey, options)
+    } catch (err) {
+      if (err instanceof joseErrors.JWKSMultipleMatchingKeys) {
+        // No kid and several candidate keys (e.g. a JWKS without kids): try each, as jose intends.
+        result = await this.#verifyWithEachKey(token, err, options)
+      } else {
+        throw mapVerifyError(err)
+      }
+    }
+    const typ = result.protectedHeader.typ
+    if (typ !== undefined && !ACCEPTED_TYP.has(typ.toLowerCase())) {
+      throw new InvalidTokenError('wrong_type', { detail: `header typ ${JSON.stringify(typ)} is not an access-token type` })
+    }
+    // jose checks iat only together with maxTokenAge; a token from the future is still refused (RFC 7519 §4.1.6).
+    const iat = result.payload.iat
+    if (typeof iat === 'number' && iat > Date.now() / 1000 + this.config.clockToleranceSeconds) {
+      throw new InvalidTokenError('issued_in_future')
+    }
+    return { payload: result.payload, header: result.protectedHeader }
+  }
+
+  async #verifyWithEachKey (token: string, err: joseErrors.JWKSMultipleMatchingKeys, options: Parameters<typeof jwtVerify>[2]): Promise<{ payload: JWTPayload, protectedHeader: JWTHeaderParameters }> {
+    let last: unknown = err
+    for await (const key of err as unknown as AsyncIterable<CryptoKey>) {
+      try {
+        return await jwtVerify(token, key, options)
+      } catch (e) {
+        last = e
+        if (!(e instanceof joseErrors.JWSSignatureVerificationFailed)) break
+      }
+    }
+    throw mapVerifyError(last)
+  }
+}
+
+/** Map a jose (or key-source) failure to the public error. Never exposes the jose message. */
+export function mapVerifyError (err: unknown): InvalidTokenError | TemporarilyUnavailableError {
+  if (err instanceof InvalidTokenError || err instanceof TemporarilyUnavailableError) return err
+  if (err instanceof KeySourceUnavailable) {
+    return new TemporarilyUnavailableError(D.UNAVAILABLE_RETRY_AFTER_SECONDS, { detail: `keys unavailable: ${err.message}` })
+  }
+  const code = (err as { code?: string }).code
+  let reason: InvalidTokenReason = 'malformed'
+  if (err instanceof joseErrors.JWTExpired) reason = err.claim === 'exp' ? 'expired' : 'invalid_claim'
+  else if (err instanceof joseErrors.JWTClaimValidationFailed) {
+    if (err.reason === 'missing') reason = 'missing_claim'
+    else if (err.claim === 'iss') reason = 'wrong_issuer'
+    else if (err.claim === 'aud') reason = 'wrong_audience'
+    else if (err.claim === 'nbf') reason = 'not_yet_valid'
+    else if (err.claim === 'iat') reason = 'issued_in_future'
+    else reason = 'invalid_claim'
+  } else if (err instanceof joseErrors.JWSSignatureVerificationFailed) reason = 'bad_signature'
+  else if (err instanceof joseErrors.JWKSNoMatchingKey) reason = 'unknown_key'
+  else if (err instanceof joseErrors.JOSEAlgNotAllowed) reason = 'alg_not_allowed'
+  else if (err instanceof joseErrors.JOSENotSupported) reason = 'alg_not_allowed'
+  // Only the stable jose code goes to the logs, never its message (it may quote claim values).
+  return new InvalidTokenError(reason, { detail: code ?? 'non-jose error' })
+}
+
+function describe (err: unknown): string {
+  if (err instanceof DiscoveryMismatchError || err instanceof KeySourceUnavailable) return err.message
+  const e = err as { code?: string, name?: string, message?: string }
+  if (typeof e.code === 'string') return e.code
+  if (e.name === 'FetchJsonError') return e.message ?? 'fetch failed'
+  return e.name ?? 'error'
+}

@@ -1,0 +1,327 @@
+/**
+ * read → YAML → ${ENV} substitution → validate (every problem) → normalise → freeze.
+ *
+ * This layer is the only reader of `process.env` in the gateway; callers may
+ * pass an explicit environment for tests.
+ */
+import { readFileSync } from 'node:fs'
+import { isAbsolute, resolve, dirname } from 'node:path'
+import { parseDocument } from 'yaml'
+import { z } from 'zod'
+import { ConfigError } from '../errors.js'
+import { configSchema, isLoopbackHost, type RawConfig } from './schema.js'
+import * as D from './defaults.js'
+import type { GatewayConfig, IssuerConfig, RouteConfig } from './types.js'
+
+export type Env = Readonly<Record<string, string | undefined>>
+
+/** The process environment. Exported so that nothing outside config touches `process.env`. */
+export function processEnv (): Env {
+  return process.env
+}
+
+/** The config path: `--config` wins, then env `MCP_GATEWAY_CONFIG`, then ./gateway.yaml. */
+export function resolveConfigPath (cliPath: string | undefined, env: Env = process.env): string {
+  return cliPath ?? env.MCP_GATEWAY_CONFIG ?? D.DEFAULT_CONFIG_PATH
+}
+
+/** Load, validate and normalise a config file. Throws {@link ConfigError} listing every problem. */
+export function loadConfigFile (path: string, env: Env = process.env): GatewayConfig {
+  let text: string
+  try {
+    text = readFileSync(path, 'utf8')
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? 'unknown error'
+    throw new ConfigError([`${path}: cannot read the config file (${code}): the file must exist and be readable`])
+  }
+  return parseConfig(text, { env, baseDir: dirname(resolve(path)) })
+}
+
+/** Parse and validate config text. `baseDir` resolves relative file paths (TLS). */
+export function parseConfig (text: string, opts: { env?: Env, baseDir?: string } = {}): GatewayConfig {
+  const env = opts.env ?? process.env
+  const baseDir = opts.baseDir ?? process.cwd()
+  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true })
+  if (doc.errors.length > 0) {
+    throw new ConfigError(doc.errors.map((e) => {
+      const pos = e.linePos?.[0]
+      return `${pos !== undefined ? `line ${pos.line} column ${pos.col}` : '(yaml)'}: invalid YAML (${e.code}): the file must be valid YAML`
+    }))
+  }
+  const raw: unknown = doc.toJS({ maxAliasCount: 100 })
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+    throw new ConfigError(['(root): not a mapping: the config file must be a YAML mapping of settings'])
+  }
+  const problems: string[] = []
+  const substituted = substituteEnv(raw, env, [], problems)
+  const parsed = configSchema.safeParse(substituted)
+  if (!parsed.success) problems.push(...formatIssues(parsed.error.issues, substituted))
+  problems.push(...crossChecks(substituted))
+  if (problems.length > 0 || !parsed.success) throw new ConfigError(dedupe(problems))
+  return normalise(parsed.data, baseDir)
+}
+
+function dedupe (list: string[]): string[] {
+  return [...new Set(list)]
+}
+
+/** Format a path the way users write it: routes[0].upstream */
+export function formatPath (path: ReadonlyArray<PropertyKey>): string {
+  let out = ''
+  for (const p of path) {
+    if (typeof p === 'number') out += `[${p}]`
+    else out += out === '' ? String(p) : `.${String(p)}`
+  }
+  return out === '' ? '(root)' : out
+}
+
+const ENV_RE = /\$\$\{|\$\{([^}]*)\}/g
+const ENV_NAME_RE = /^[A-Za-z_][A-Za-z0-9_]*$/
+
+/** Replace `${NAME}` in every string (after YAML parsing, so values cannot inject YAML structure). `$${` is a literal `${`. */
+function substituteEnv (value: unknown, env: Env, path: PropertyKey[], problems: string[]): unknown {
+  if (typeof value === 'string') {
+    if (!value.includes('${')) return value
+    return value.replace(ENV_RE, (match, name: string | undefined) => {
+      if (match === '$${') return '${'
+      if (name === undefined || !ENV_NAME_RE.test(name)) {
+        problems.push(`${formatPath(path)}: invalid variable reference: use \${NAME} with letters, digits and underscores`)
+        return ''
+      }
+      const v = env[name]
+      if (v === undefined) {
+        problems.push(`${formatPath(path)}: environment variable ${name} is not set: every \${NAME} must be set`)
+        return ''
+      }
+      return v
+    })
+  }
+  if (Array.isArray(value)) return value.map((v, i) => substituteEnv(v, env, [...path, i], problems))
+  if (value !== null && typeof value === 'object') {
+    const out: Record<string, unknown> = {}
+    for (const [k, v] of Object.entries(value)) out[k] = substituteEnv(v, env, [...path, k], problems)
+    return out
+  }
+  return value
+}
+
+function typeName (v: unknown): string {
+  if (v === null) return 'null'
+  if (Array.isArray(v)) return 'a list'
+  if (typeof v === 'object') return 'a mapping'
+  return `a ${typeof v}`
+}
+
+function valueAt (root: unknown, path: ReadonlyArray<PropertyKey>): unknown {
+  let cur: unknown = root
+  for (const p of path) {
+    if (cur === null || typeof cur !== 'object') return undefined
+    cur = (cur as Record<PropertyKey, unknown>)[p]
+  }
+  return cur
+}
+
+/** Allowed keys of the strict object at `path`, by walking the schema. */
+function allowedKeysAt (path: ReadonlyArray<PropertyKey>): string[] {
+  let s: z.ZodType = configSchema
+  for (const p of path) {
+    s = unwrap(s)
+    if (s instanceof z.ZodObject) s = (s.shape as Record<string, z.ZodType>)[String(p)] ?? s
+    else if (s instanceof z.ZodArray) s = s.element as z.ZodType
+    else if (s instanceof z.ZodRecord) s = s.valueType as z.ZodType
+  }
+  s = unwrap(s)
+  return s instanceof z.ZodObject ? Object.keys(s.shape) : []
+}
+
+function unwrap (s: z.ZodType): z.ZodType {
+  let cur = s
+  while (cur instanceof z.ZodOptional || cur instanceof z.ZodDefault) cur = cur.unwrap() as z.ZodType
+  return cur
+}
+
+const TYPE_RULES: Record<string, string> = {
+  string: 'must be a string',
+  number: 'must be a number',
+  boolean: 'must be true or false',
+  object: 'must be a mapping of keys to values',
+  array: 'must be a list'
+}
+
+/** Turn zod issues into `path: what is wrong: the rule`. Values are not echoed: they may be secrets. */
+function formatIssues (issues: readonly z.core.$ZodIssue[], root?: unknown, prefix: PropertyKey[] = []): string[] {
+  const out: string[] = []
+  for (const issue of issues) {
+    const path = [...prefix, ...issue.path]
+    const where = formatPath(path)
+    switch (issue.code) {
+      case 'unrecognized_keys': {
+        const allowed = allowedKeysAt(path)
+        for (const key of issue.keys) {
+          out.push(`${formatPath([...path, key])}: unknown key: allowed keys here are ${allowed.join(', ')}`)
+        }
+        break
+      }
+      case 'invalid_type': {
+        const got = valueAt(root, path)
+        if (root !== undefined && got === undefined) out.push(`${where}: missing: this key is required`)
+        else out.push(`${where}: got ${root === undefined ? 'a wrong type' : typeName(got)}: ${TYPE_RULES[issue.expected] ?? `must be ${issue.expected}`}`)
+        break
+      }
+      case 'invalid_value':
+        out.push(`${where}: ${issue.message.includes(': ') ? issue.message : `unsupported value: must be one of ${issue.values.map((v) => String(v)).join(', ')}`}`)
+        break
+      case 'invalid_key':
+        // A record key (a header name) failed its own rule: report the rule at the key's path.
+        for (const inner of issue.issues) out.push(`${where}: ${inner.message}`)
+        break
+      case 'invalid_union':
+        out.push(`${where}: got ${typeName(valueAt(root, path))}: must be a string or a list of strings`)
+        break
+      default:
+        // custom / too_small / too_big / invalid_format: our messages are already "what: rule".
+        out.push(`${where}: ${issue.message.includes(': ') ? issue.message : `invalid value: ${issue.message}`}`)
+    }
+  }
+  return out
+}
+
+/**
+ * Checks across entries that a per-field schema cannot express. They run on the
+ * raw document too, so they are reported together with schema problems.
+ */
+function crossChecks (raw: unknown): string[] {
+  const problems: string[] = []
+  const routes = valueAt(raw, ['routes'])
+  if (Array.isArray(routes)) {
+    const paths: Array<[number, string]> = []
+    routes.forEach((r, i) => {
+      const p = valueAt(r, ['path'])
+      if (typeof p === 'string') paths.push([i, p])
+    })
+    for (let a = 0; a < paths.length; a++) {
+      for (let b = a + 1; b < paths.length; b++) {
+        const [ia, pa] = paths[a]!
+        const [ib, pb] = paths[b]!
+        if (pa === pb) {
+          problems.push(`routes[${ib}].path: duplicate of routes[${ia}].path: route paths must be unique`)
+        } else if (pb.startsWith(pa + '/') || pa.startsWith(pb + '/')) {
+          problems.push(`routes[${ib}].path: overlaps routes[${ia}].path: a route path must not be a prefix of another`)
+        }
+      }
+    }
+  }
+  const issuers = valueAt(raw, ['authorizationServers'])
+  if (Array.isArray(issuers)) {
+    const seen = new Map<string, number>()
+    issuers.forEach((as, i) => {
+      const iss = valueAt(as, ['issuer'])
+      if (typeof iss !== 'string') return
+      const prev = seen.get(iss)
+      if (prev !== undefined) problems.push(`authorizationServers[${i}].issuer: duplicate of authorizationServers[${prev}].issuer: each issuer may appear once`)
+      else seen.set(iss, i)
+    })
+  }
+  return problems
+}
+
+function stripTrailingSlash (s: string): string {
+  return s.endsWith('/') ? s.slice(0, -1) : s
+}
+
+function readPem (file: string, baseDir: string, where: string, problems: string[]): Buffer {
+  const p = isAbsolute(file) ? file : resolve(baseDir, file)
+  try {
+    return readFileSync(p)
+  } catch (err) {
+    problems.push(`${where}: cannot read ${p} (${(err as NodeJS.ErrnoException).code ?? 'error'}): the file must exist and be readable`)
+    return Buffer.alloc(0)
+  }
+}
+
+function normalise (raw: RawConfig, baseDir: string): GatewayConfig {
+  const warnings: string[] = []
+  const problems: string[] = []
+  const publicUrl = new URL(raw.publicUrl).origin
+  if (publicUrl.startsWith('http:') && !isLoopbackHost(new URL(publicUrl).hostname)) {
+    warnings.push(`publicUrl is plain http on a non-loopback host: MCP clients expect https (terminate TLS here with listen.tls or in front of the gateway)`)
+  }
+
+  const authorizationServers: IssuerConfig[] = raw.authorizationServers.map((as, i) => {
+    for (const key of ['issuer', 'jwksUri', 'metadataUrl'] as const) {
+      const v = as[key]
+      if (v !== undefined && v.startsWith('http:')) {
+        warnings.push(`authorizationServers[${i}].${key} uses plain http on loopback: acceptable for development only`)
+      }
+    }
+    return Object.freeze({
+      issuer: as.issuer,
+      jwksUri: as.jwksUri,
+      metadataUrl: as.metadataUrl,
+      algorithms: Object.freeze([...(as.algorithms ?? D.DEFAULT_ALGORITHMS)]),
+      audience: as.audience === undefined ? undefined : Object.freeze(typeof as.audience === 'string' ? [as.audience] : [...as.audience]),
+      clockToleranceSeconds: as.clockToleranceSeconds ?? D.DEFAULT_CLOCK_TOLERANCE_SECONDS
+    })
+  })
+
+  const routes: RouteConfig[] = raw.routes.map((r) => {
+    const up = new URL(r.upstream)
+    const resource = r.resource ?? publicUrl + r.path
+    const identityHeaders = Object.freeze({ ...D.DEFAULT_IDENTITY_HEADERS, ...stripUndefined(r.identityHeaders ?? {}) })
+    const claimHeaders = Object.freeze(Object.entries(r.claims ?? {}).map(([h, c]) => Object.freeze([h, Object.freeze(c.split('.'))] as const)))
+    return Object.freeze({
+      id: r.path,
+      path: r.path,
+      upstreamOrigin: up.origin,
+      upstreamPath: stripTrailingSlash(up.pathname),
+      resource,
+      resourceMetadataUrl: `${publicUrl}/.well-known/oauth-protected-resource${r.path}`,
+      scopes: Object.freeze([...new Set(r.scopes ?? [])]),
+      identityHeaders,
+      claimHeaders,
+      timeouts: Object.freeze({
+        connectMs: (r.timeouts?.connectSeconds ?? D.DEFAULT_UPSTREAM_CONNECT_TIMEOUT_SECONDS) * 1000,
+        headersMs: (r.timeouts?.headersSeconds ?? D.DEFAULT_UPSTREAM_HEADERS_TIMEOUT_SECONDS) * 1000,
+        idleMs: (r.timeouts?.idleSeconds ?? D.DEFAULT_UPSTREAM_IDLE_TIMEOUT_SECONDS) * 1000
+      })
+    })
+  })
+  routes.forEach((r, i) => {
+    if (r.scopes.length === 0) warnings.push(`routes[${i}] (${r.path}) requires no scopes: any valid token for its resource is accepted`)
+    const names = [r.identityHeaders.subject, r.identityHeaders.clientId, r.identityHeaders.scopes, r.identityHeaders.issuer, ...r.claimHeaders.map(([h]) => h)].map((h) => h.toLowerCase())
+    if (new Set(names).size !== names.length) problems.push(`routes[${i}].claims: a header name is used twice: identity and claim header names must be distinct`)
+  })
+
+  let tls: GatewayConfig['listen']['tls']
+  if (raw.listen?.tls !== undefined) {
+    tls = Object.freeze({
+      cert: readPem(raw.listen.tls.certFile, baseDir, 'listen.tls.certFile', problems),
+      key: readPem(raw.listen.tls.keyFile, baseDir, 'listen.tls.keyFile', problems)
+    })
+  }
+  if (problems.length > 0) throw new ConfigError(problems)
+
+  const host = raw.listen?.host ?? D.DEFAULT_LISTEN_HOST
+  if (!isLoopbackHost(host) && tls === undefined && publicUrl.startsWith('https:')) {
+    warnings.push(`listen.host ${host} is not loopback and listen.tls is not set: make sure TLS is terminated in front of the gateway`)
+  }
+
+  return Object.freeze({
+    listen: Object.freeze({ host, port: raw.listen?.port ?? D.DEFAULT_LISTEN_PORT, tls }),
+    publicUrl,
+    authorizationServers: Object.freeze(authorizationServers),
+    routes: Object.freeze(routes),
+    limits: Object.freeze({
+      maxBodyBytes: raw.limits?.maxBodyBytes ?? D.DEFAULT_MAX_BODY_BYTES,
+      maxTokenBytes: raw.limits?.maxTokenBytes ?? D.DEFAULT_MAX_TOKEN_BYTES
+    }),
+    tokenCache: Object.freeze({ maxEntries: raw.tokenCache?.maxEntries ?? D.DEFAULT_TOKEN_CACHE_MAX_ENTRIES }),
+    logLevel: raw.logLevel ?? D.DEFAULT_LOG_LEVEL,
+    shutdownTimeoutMs: (raw.shutdownTimeoutSeconds ?? D.DEFAULT_SHUTDOWN_TIMEOUT_SECONDS) * 1000,
+    warnings: Object.freeze(warnings)
+  })
+}
+
+function stripUndefined<T extends object> (o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>
+}

@@ -1,0 +1,114 @@
+/**
+ * createGateway(config): builds the Fastify app and registers the plugins in
+ * hook order. No request logic lives here.
+ */
+import Fastify, { LogController, type FastifyInstance } from 'fastify'
+import type { Logger } from 'pino'
+import type { GatewayConfig } from './config/types.js'
+import { Authenticator } from './auth/authenticator.js'
+import type { VerifierOptions } from './auth/jwt.js'
+import { createLogger, safePath } from './observability/logger.js'
+import { registerWellKnown } from './plugins/well-known.js'
+import { registerMcpRoute } from './plugins/mcp-route.js'
+import { publicErrorOf, sendError } from './plugins/http-errors.js'
+
+export interface GatewayOptions {
+  /** Logger to use; default: pino to stdout at config.logLevel. */
+  logger?: Logger
+  /** Verifier timing overrides (tests). */
+  verifier?: VerifierOptions
+}
+
+export interface Gateway {
+  readonly app: FastifyInstance
+  readonly authenticator: Authenticator
+  readonly logger: Logger
+  /** Start discovery and listen. Resolves with the bound address. */
+  listen: () => Promise<{ host: string, port: number, url: string }>
+  /** Stop accepting connections; wait up to config.shutdownTimeoutMs for in-flight requests, then close what is left. */
+  close: () => Promise<void>
+}
+
+export function createGateway (config: GatewayConfig, opts: GatewayOptions = {}): Gateway {
+  const logger = opts.logger ?? createLogger(config.logLevel)
+  const authenticator = new Authenticator(config, logger, opts.verifier)
+
+  const app = Fastify({
+    loggerInstance: logger,
+    // Fastify's own per-request lines are replaced by ours (onResponse below).
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: config.limits.maxBodyBytes,
+    exposeHeadRoutes: false,
+    return503OnClosing: true,
+    ...(config.listen.tls !== undefined ? { https: { cert: config.listen.tls.cert, key: config.listen.tls.key } } : {})
+  }) as unknown as FastifyInstance
+
+  app.decorateRequest('principal', null)
+  app.decorateRequest('outcome', null)
+
+  // Bodies are forwarded byte for byte: parse nothing, keep the raw buffer (bounded by bodyLimit).
+  app.removeAllContentTypeParsers()
+  app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => { done(null, body) })
+
+  app.setNotFoundHandler((request, reply) => {
+    request.outcome = 'not_found'
+    void sendError(reply, 404, 'not_found', 'No route matches this path')
+  })
+  app.setErrorHandler((err, request, reply) => {
+    const pub = publicErrorOf(err)
+    request.outcome = pub.error
+    if (pub.status >= 500) request.log.error({ err }, 'request failed')
+    void sendError(reply, pub.status, pub.error, pub.description)
+  })
+
+  // One line per request: no headers, no query string, no token.
+  app.addHook('onResponse', (request, reply, done) => {
+    const p = request.principal
+    const cfg = request.routeOptions.config as { gwRouteId?: string, kind?: string }
+    request.log.info({
+      route: cfg.gwRouteId ?? null,
+      method: request.method,
+      path: safePath(request.url),
+      status: reply.statusCode,
+      subject: p?.subject,
+      clientId: p?.clientId,
+      issuer: p?.issuer,
+      outcome: request.outcome ?? (cfg.kind === 'metadata' ? 'metadata' : reply.statusCode < 400 ? 'ok' : 'error'),
+      durationMs: Math.round(reply.elapsedTime * 100) / 100
+    }, 'request')
+    done()
+  })
+
+  registerWellKnown(app, config)
+  config.routes.forEach((route, index) => { registerMcpRoute(app, { route, index, authenticator }) })
+
+  let closing: Promise<void> | undefined
+  return {
+    app,
+    authenticator,
+    logger,
+    async listen () {
+      for (const w of config.warnings) logger.warn({ warning: w }, 'risky configuration')
+      authenticator.start()
+      await app.listen({ host: config.listen.host, port: config.listen.port })
+      const addr = app.server.address()
+      const port = typeof addr === 'object' && addr !== null ? addr.port : config.listen.port
+      const host = config.listen.host
+      const url = `${config.listen.tls !== undefined ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`
+      logger.info({ url, publicUrl: config.publicUrl, routes: config.routes.map((r) => r.path) }, 'gateway listening')
+      return { host, port, url }
+    },
+    close () {
+      closing ??= (async () => {
+        authenticator.stop()
+        // Long-lived SSE streams would hold close() forever: bound it, then cut what is left.
+        const timer = setTimeout(() => { app.server.closeAllConnections() }, config.shutdownTimeoutMs)
+        timer.unref()
+        app.server.closeIdleConnections()
+        await app.close()
+        clearTimeout(timer)
+      })()
+      return closing
+    }
+  }
+}

@@ -1,0 +1,47 @@
+/**
+ * pino options. The gateway writes its own one-line-per-request record and
+ * never logs raw headers, URLs with queries, or library error messages that
+ * could quote a token. Redaction is a second line of defence for anything that
+ * slips into a log object anyway.
+ */
+import pino, { type Logger, type LoggerOptions, type DestinationStream } from 'pino'
+
+/** Paths redacted wherever they appear in a log object. */
+export const REDACT_PATHS = [
+  'authorization', 'headers.authorization', 'req.headers.authorization', '*.headers.authorization',
+  'cookie', 'headers.cookie', 'req.headers.cookie', '*.headers.cookie',
+  'headers["proxy-authorization"]', 'req.headers["proxy-authorization"]',
+  'token', 'accessToken', 'access_token', 'clientSecret', 'client_secret', 'secret', 'password',
+  '*.token', '*.accessToken', '*.access_token', '*.clientSecret', '*.client_secret', '*.secret', '*.password'
+]
+
+/** Strip the query string: it may hold session ids or (rejected) access tokens. */
+export function safePath (url: string): string {
+  const q = url.indexOf('?')
+  return q === -1 ? url : url.slice(0, q)
+}
+
+export function loggerOptions (level: string): LoggerOptions {
+  return {
+    level,
+    base: { service: 'mcp-auth-gateway' },
+    timestamp: pino.stdTimeFunctions.isoTime,
+    redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+    serializers: {
+      // Fastify's own logs (errors, startup) use these: method and path only.
+      req: (req: { method?: string, url?: string, id?: string }) => ({ id: req.id, method: req.method, path: safePath(req.url ?? '') }),
+      res: (res: { statusCode?: number }) => ({ statusCode: res.statusCode }),
+      // jose messages may quote claims: for JOSE errors only the stable code is kept.
+      err: (err: { name?: string, code?: string, statusCode?: number, message?: string }) => ({
+        type: err.name,
+        code: err.code,
+        statusCode: err.statusCode,
+        message: typeof err.code === 'string' && err.code.startsWith('ERR_J') ? undefined : err.message
+      })
+    }
+  }
+}
+
+export function createLogger (level: string, destination?: DestinationStream): Logger {
+  return destination === undefined ? pino(loggerOptions(level)) : pino(loggerOptions(level), destination)
+}

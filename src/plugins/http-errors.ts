@@ -1,0 +1,36 @@
+/**
+ * Error bodies and the response helpers every plugin uses. Bodies are always
+ * `{ error, error_description }` JSON; 5xx bodies are generic.
+ */
+import type { FastifyReply } from 'fastify'
+import { GatewayError } from '../errors.js'
+
+/** Send `{ error, error_description }` with the given status. */
+export function sendError (reply: FastifyReply, status: number, error: string, description: string): FastifyReply {
+  return reply
+    .code(status)
+    .header('content-type', 'application/json; charset=utf-8')
+    .header('cache-control', 'no-store')
+    .send(JSON.stringify({ error, error_description: description }))
+}
+
+/** Map a Fastify or unknown error to a status and public body; never echoes its message. */
+export function publicErrorOf (err: unknown): { status: number, error: string, description: string } {
+  if (err instanceof GatewayError) return { status: err.status, error: err.code, description: err.publicDescription }
+  const code = (err as { code?: string }).code
+  const statusCode = (err as { statusCode?: number }).statusCode
+  switch (code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return { status: 413, error: 'payload_too_large', description: 'The request body exceeds the configured limit' }
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return { status: 415, error: 'unsupported_media_type', description: 'The request content type is not supported' }
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+      return { status: 400, error: 'invalid_request', description: 'The request body is malformed' }
+  }
+  if (typeof statusCode === 'number' && statusCode >= 400 && statusCode < 500) {
+    return { status: statusCode, error: 'invalid_request', description: 'The request is malformed' }
+  }
+  return { status: 500, error: 'internal_error', description: 'Internal gateway error' }
+}
