@@ -10,6 +10,7 @@ import type { VerifierOptions } from './auth/jwt.js'
 import { createLogger, safePath } from './observability/logger.js'
 import { registerWellKnown } from './plugins/well-known.js'
 import { registerMcpRoute } from './plugins/mcp-route.js'
+import { registerHealth } from './plugins/health.js'
 import { publicErrorOf, sendError } from './plugins/http-errors.js'
 
 export interface GatewayOptions {
@@ -73,12 +74,13 @@ export function createGateway (config: GatewayConfig, opts: GatewayOptions = {})
       subject: p?.subject,
       clientId: p?.clientId,
       issuer: p?.issuer,
-      outcome: request.outcome ?? (cfg.kind === 'metadata' ? 'metadata' : reply.statusCode < 400 ? 'ok' : 'error'),
+      outcome: request.outcome ?? (cfg.kind === 'metadata' || cfg.kind === 'health' ? cfg.kind : reply.statusCode < 400 ? 'ok' : 'error'),
       durationMs: Math.round(reply.elapsedTime * 100) / 100
     }, 'request')
     done()
   })
 
+  registerHealth(app, authenticator)
   registerWellKnown(app, config)
   config.routes.forEach((route, index) => { registerMcpRoute(app, { route, index, authenticator }) })
 

@@ -105,6 +105,11 @@ const routePath = z.string().superRefine((value, ctx) => {
   if (value === '/.well-known' || value.startsWith('/.well-known/')) {
     ctx.addIssue({ code: 'custom', message: 'path is under /.well-known: that prefix is reserved for metadata' })
   }
+  for (const reserved of ['/healthz', '/readyz']) {
+    if (value === reserved || value.startsWith(reserved + '/')) {
+      ctx.addIssue({ code: 'custom', message: `path is under ${reserved}: that path is reserved for health checks` })
+    }
+  }
 })
 
 /** RFC 7230 token: what a header field name may contain. */

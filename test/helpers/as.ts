@@ -1,0 +1,350 @@
+/**
+ * A real, in-process OAuth 2.1 / OIDC authorization server for tests, built on
+ * oidc-provider 9 (see shared/reference/provider-tokens.md §9).
+ *
+ * It issues RFC 9068-shaped JWT access tokens (or opaque ones) per registered
+ * resource, supports client_credentials, open DCR, PKCE (S256, required),
+ * introspection, revocation, refresh tokens (offline_access) and the
+ * devInteractions login/consent pages, which {@link completeDevLogin} drives
+ * over plain HTTP.
+ */
+import { randomBytes } from 'node:crypto';
+import { createServer, type IncomingMessage, type RequestListener, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+import { exportJWK, generateKeyPair, type JWK } from 'jose';
+// oidc-provider ships no type declarations and @types/oidc-provider is not
+// installed (no new dependencies); the import is untyped and re-typed below.
+// @ts-ignore TS7016 (ts-ignore rather than ts-expect-error so adding @types later does not break the build)
+import ProviderUntyped, { errors as errorsUntyped } from 'oidc-provider';
+
+/** The part of an oidc-provider `Provider` instance tests use (the module is untyped here). */
+export interface OidcProvider {
+  /** The issuer identifier, exactly as passed to the constructor. */
+  readonly issuer: string;
+  /** Node request listener for the provider's Koa app. */
+  callback(): RequestListener;
+  /** Provider events such as `server_error`, `grant.error`, `access_token.issued`. */
+  on(event: string, listener: (...args: unknown[]) => void): unknown;
+  /** Mounted behind a TLS-terminating proxy: trust X-Forwarded-*. */
+  proxy: boolean;
+}
+
+type ProviderCtor = new (issuer: string, configuration: Record<string, unknown>) => OidcProvider;
+const Provider = ProviderUntyped as ProviderCtor;
+const oidcErrors = errorsUntyped as {
+  InvalidTarget: new (description?: string) => Error;
+  InvalidClientMetadata: new (description?: string) => Error;
+};
+
+/** Scopes oidc-provider knows without configuration (`openid`) plus refresh tokens. */
+const STATIC_SCOPES: ReadonlySet<string> = new Set(['openid', 'offline_access']);
+
+/** A protected resource (an RFC 8707 resource indicator) the AS issues tokens for. */
+export interface ResourceInfo {
+  /** The resource indicator; becomes the token's `aud`. */
+  url: string;
+  /** Space-separated scopes this resource accepts, e.g. `mcp:tools`. */
+  scope: string;
+  /** Access token format; `jwt` (default) or `opaque` (introspectable). */
+  format?: 'jwt' | 'opaque';
+  /** JWT signing alg (default ES256). */
+  alg?: 'ES256' | 'RS256' | 'PS256' | 'EdDSA';
+  /** Access token lifetime (default 600 s). */
+  ttlSeconds?: number;
+}
+
+/** A running test authorization server. */
+export interface TestAS {
+  /** e.g. `http://127.0.0.1:<port>`, no trailing slash. */
+  issuer: string;
+  provider: OidcProvider;
+  /**
+   * Registers a resource. May be called after start; the first one
+   * registered is the default resource for requests that omit `resource`.
+   * Its scopes become acceptable in DCR client metadata `scope`.
+   */
+  registerResource(r: ResourceInfo): void;
+  /**
+   * Gets an access token with client_credentials and client_secret_basic.
+   * Defaults: the m2m client, the default resource, and that resource's scopes.
+   * Throws an Error carrying the HTTP status and body on failure.
+   */
+  clientCredentialsToken(opts?: { clientId?: string; clientSecret?: string; scope?: string; resource?: string }): Promise<string>;
+  /** Pre-registered confidential client, grant type client_credentials only. */
+  clients: { m2m: { id: string; secret: string } };
+  /** Public signing keys, one per alg (also served at `${issuer}/jwks`). */
+  publicJwks: JWK[];
+  close(): Promise<void>;
+}
+
+type SigningAlg = NonNullable<ResourceInfo['alg']>;
+
+/** One signing key per alg, so a token's alg determines its kid. */
+async function makeSigningKeys(): Promise<JWK[]> {
+  const algs: { alg: SigningAlg; gen: string; opts?: { crv?: string; modulusLength?: number } }[] = [
+    { alg: 'ES256', gen: 'ES256' },
+    { alg: 'RS256', gen: 'RS256', opts: { modulusLength: 2048 } },
+    { alg: 'PS256', gen: 'PS256', opts: { modulusLength: 2048 } },
+    { alg: 'EdDSA', gen: 'EdDSA', opts: { crv: 'Ed25519' } },
+  ];
+  return Promise.all(
+    algs.map(async ({ alg, gen, opts }) => {
+      const { privateKey } = await generateKeyPair(gen, { ...opts, extractable: true });
+      const jwk = await exportJWK(privateKey);
+      return { ...jwk, kid: `${alg.toLowerCase()}-${randomBytes(4).toString('hex')}`, alg, use: 'sig' };
+    }),
+  );
+}
+
+function publicPart(jwk: JWK): JWK {
+  // Drop the private members of RSA, EC and OKP keys.
+  const { d: _d, p: _p, q: _q, dp: _dp, dq: _dq, qi: _qi, ...pub } = jwk;
+  return pub;
+}
+
+/**
+ * Starts the authorization server on 127.0.0.1 (an ephemeral port).
+ *
+ * @param opts.host host name used in the issuer URL (default `127.0.0.1`,
+ *   e.g. `localhost`); the socket is bound to 127.0.0.1 regardless.
+ */
+export async function startAuthServer(opts: { host?: string } = {}): Promise<TestAS> {
+  // Listen first: the issuer must contain the port, and the Provider needs the issuer.
+  let listener: RequestListener = (_req, res) => {
+    res.statusCode = 503;
+    res.end();
+  };
+  const server = createServer((req, res) => listener(req, res));
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve());
+  });
+  const { port } = server.address() as AddressInfo;
+  const issuer = `http://${opts.host ?? '127.0.0.1'}:${port}`;
+
+  const keys = await makeSigningKeys();
+  const resources = new Map<string, ResourceInfo>();
+  const resourceScopes = (): Set<string> =>
+    new Set([...resources.values()].flatMap((r) => r.scope.split(' ').filter(Boolean)));
+  const m2m = { id: 'm2m', secret: randomBytes(16).toString('base64url') };
+  const ttlFromResource = (_ctx: unknown, token: { resourceServer?: { accessTokenTTL?: number } }): number =>
+    token.resourceServer?.accessTokenTTL ?? 600;
+
+  const provider = new Provider(issuer, {
+    jwks: { keys },
+    clients: [
+      {
+        client_id: m2m.id,
+        client_secret: m2m.secret,
+        grant_types: ['client_credentials'],
+        response_types: [],
+        redirect_uris: [],
+      },
+    ],
+    scopes: [...STATIC_SCOPES],
+    // DCR validates client metadata `scope` against the static (OIDC) scopes
+    // only, and rejects resource scopes such as mcp:tools, which the MCP SDK
+    // sends (its PRM scopes_supported) when it registers. The configuration is
+    // deep-copied, so resources registered later cannot extend the static set;
+    // instead this validator (which runs before the built-in checks) accepts
+    // registered resource scopes and keeps only the static ones in the stored
+    // `scope` (oidc-provider uses client `scope` to restrict static scopes only).
+    extraClientMetadata: {
+      properties: ['scope'],
+      validator: (_ctx: unknown, key: string, value: unknown, metadata: Record<string, unknown>) => {
+        if (key !== 'scope' || typeof value !== 'string') return;
+        const known = resourceScopes();
+        const requested = value.split(' ').filter(Boolean);
+        const unknown = requested.filter((s) => !STATIC_SCOPES.has(s) && !known.has(s));
+        if (unknown.length) {
+          throw new oidcErrors.InvalidClientMetadata(`unsupported scope value(s): ${unknown.join(' ')}`);
+        }
+        const statics = requested.filter((s) => STATIC_SCOPES.has(s));
+        if (statics.length) metadata.scope = statics.join(' ');
+        else delete metadata.scope;
+      },
+    },
+    pkce: { required: () => true },
+    cookies: { keys: [randomBytes(32).toString('base64url')] },
+    // Any account id typed into the dev login page is a valid user.
+    findAccount: (_ctx: unknown, sub: string) => ({ accountId: sub, claims: () => ({ sub }) }),
+    // Browser-based tests (headless Chromium) call /token and /reg cross-origin.
+    clientBasedCORS: () => true,
+    // Explicit values keep oidc-provider from printing a notice per default it uses.
+    ttl: {
+      AccessToken: ttlFromResource,
+      ClientCredentials: ttlFromResource,
+      AuthorizationCode: 60,
+      RefreshToken: 24 * 3600,
+      IdToken: 3600,
+      Interaction: 3600,
+      Session: 24 * 3600,
+      Grant: 24 * 3600,
+    },
+    // JSON error pages: completeDevLogin's error messages stay readable.
+    renderError: (ctx: { type: string; body: unknown }, out: Record<string, unknown>) => {
+      ctx.type = 'json';
+      ctx.body = out;
+    },
+    features: {
+      devInteractions: { enabled: true },
+      clientCredentials: { enabled: true },
+      registration: { enabled: true, initialAccessToken: false },
+      // Test AS: any authenticated client may introspect and revoke any token.
+      introspection: { enabled: true, allowedPolicy: () => true },
+      revocation: { enabled: true, allowedPolicy: () => true },
+      resourceIndicators: {
+        enabled: true,
+        // oneOf: the resources of the grant being used, when there are several.
+        defaultResource: (_ctx: unknown, _client: unknown, oneOf?: string | string[]) =>
+          oneOf ?? resources.keys().next().value,
+        useGrantedResource: () => true,
+        getResourceServerInfo: (_ctx: unknown, resource: string) => {
+          const r = resources.get(resource);
+          if (!r) throw new oidcErrors.InvalidTarget();
+          return {
+            scope: r.scope,
+            audience: r.url,
+            accessTokenFormat: r.format ?? 'jwt',
+            accessTokenTTL: r.ttlSeconds ?? 600,
+            ...(r.format === 'opaque' ? {} : { jwt: { sign: { alg: r.alg ?? 'ES256' } } }),
+          };
+        },
+      },
+    },
+  });
+  provider.on('server_error', (_ctx: unknown, err: unknown) => {
+    console.error('test AS server_error:', err);
+  });
+  listener = provider.callback();
+
+  return {
+    issuer,
+    provider,
+    clients: { m2m },
+    publicJwks: keys.map(publicPart),
+    registerResource(r: ResourceInfo): void {
+      resources.set(r.url, r);
+    },
+    async clientCredentialsToken(o = {}): Promise<string> {
+      const resource = o.resource ?? resources.keys().next().value;
+      const scope = o.scope ?? (resource !== undefined ? resources.get(resource)?.scope : undefined);
+      const body = new URLSearchParams({ grant_type: 'client_credentials' });
+      if (scope) body.set('scope', scope);
+      if (resource !== undefined) body.set('resource', resource);
+      // RFC 6749 §2.3.1: form-urlencode id and secret before base64.
+      const basic = Buffer.from(
+        `${encodeURIComponent(o.clientId ?? m2m.id)}:${encodeURIComponent(o.clientSecret ?? m2m.secret)}`,
+      ).toString('base64');
+      const res = await fetch(`${issuer}/token`, {
+        method: 'POST',
+        headers: { authorization: `Basic ${basic}`, 'content-type': 'application/x-www-form-urlencoded' },
+        body,
+      });
+      const text = await res.text();
+      if (!res.ok) throw new Error(`client_credentials token request failed: ${res.status} ${text}`);
+      const json = JSON.parse(text) as { access_token?: unknown };
+      if (typeof json.access_token !== 'string') throw new Error(`no access_token in ${text}`);
+      return json.access_token;
+    },
+    async close(): Promise<void> {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+/** Minimal path-aware cookie jar for a single origin. */
+class CookieJar {
+  private readonly cookies = new Map<string, { name: string; value: string; path: string }>();
+
+  store(setCookies: string[], requestUrl: URL): void {
+    for (const line of setCookies) {
+      const [pair = '', ...attrs] = line.split(';');
+      const eq = pair.indexOf('=');
+      if (eq <= 0) continue;
+      const name = pair.slice(0, eq).trim();
+      const value = pair.slice(eq + 1).trim();
+      // RFC 6265 default-path: the request path up to its last '/'.
+      let path = requestUrl.pathname.replace(/\/[^/]*$/, '') || '/';
+      let expired = value === '';
+      for (const attr of attrs) {
+        const [k = '', v = ''] = attr.split('=').map((s) => s.trim());
+        const key = k.toLowerCase();
+        if (key === 'path' && v.startsWith('/')) path = v;
+        if (key === 'max-age' && Number(v) <= 0) expired = true;
+        if (key === 'expires' && Date.parse(v) <= Date.now()) expired = true;
+      }
+      const id = `${name}\0${path}`;
+      if (expired) this.cookies.delete(id);
+      else this.cookies.set(id, { name, value, path });
+    }
+  }
+
+  header(url: URL): string {
+    const p = url.pathname;
+    return [...this.cookies.values()]
+      .filter((c) => p === c.path || p.startsWith(c.path.endsWith('/') ? c.path : `${c.path}/`))
+      .map((c) => `${c.name}=${c.value}`)
+      .join('; ');
+  }
+}
+
+/**
+ * Drives oidc-provider's devInteractions login and consent pages over plain
+ * HTTP: follows redirects from `authorizationUrl` with a cookie jar, signs in
+ * as `user` (any password is accepted), consents to everything requested, and
+ * returns the redirect URL that carries `?code=` (it is not fetched).
+ *
+ * Throws if the AS redirects back with `?error=`, or on an unexpected page.
+ */
+export async function completeDevLogin(authorizationUrl: string, user = 'alice'): Promise<URL> {
+  const jar = new CookieJar();
+  let url = new URL(authorizationUrl);
+  const asOrigin = url.origin;
+  let form: URLSearchParams | undefined;
+
+  for (let hop = 0; hop < 25; hop++) {
+    const cookie = jar.header(url);
+    const headers: Record<string, string> = {};
+    if (cookie) headers.cookie = cookie;
+    if (form) headers['content-type'] = 'application/x-www-form-urlencoded';
+    const res = await fetch(url, { method: form ? 'POST' : 'GET', headers, body: form, redirect: 'manual' });
+    jar.store(res.headers.getSetCookie(), url);
+    form = undefined;
+
+    if (res.status >= 300 && res.status < 400) {
+      await res.body?.cancel();
+      const location = res.headers.get('location');
+      if (!location) throw new Error(`completeDevLogin: ${res.status} without Location at ${url.href}`);
+      const next = new URL(location, url);
+      if (next.searchParams.has('code')) return next;
+      if (next.searchParams.has('error')) {
+        throw new Error(
+          `completeDevLogin: AS returned error=${next.searchParams.get('error')} ` +
+            `(${next.searchParams.get('error_description') ?? ''})`,
+        );
+      }
+      if (next.origin !== asOrigin) throw new Error(`completeDevLogin: left the AS without a code: ${next.href}`);
+      url = next;
+      continue;
+    }
+
+    const html = await res.text();
+    if (res.status !== 200) {
+      throw new Error(`completeDevLogin: ${res.status} at ${url.href}: ${html.slice(0, 500)}`);
+    }
+    // The form posts back to the page's own URL (/interaction/:uid); honour an explicit action anyway.
+    const action = /<form[^>]*action="([^"]+)"/.exec(html)?.[1];
+    if (action) url = new URL(action.replace(/&amp;/g, '&'), url);
+    if (html.includes('name="prompt" value="login"')) {
+      form = new URLSearchParams({ prompt: 'login', login: user, password: 'x' });
+    } else if (html.includes('name="prompt" value="consent"')) {
+      form = new URLSearchParams({ prompt: 'consent' });
+    } else {
+      throw new Error(`completeDevLogin: unexpected page at ${url.href}: ${html.slice(0, 500)}`);
+    }
+  }
+  throw new Error('completeDevLogin: too many redirects');
+}
