@@ -3,7 +3,7 @@
  * (cached, refetched on an unknown `kid` after a cooldown, with timeouts) and
  * `jwtVerify` with every constraint explicit. jose does all JWT/JWK work.
  */
-import { createRemoteJWKSet, jwtVerify, errors as joseErrors, type JWTPayload, type JWTVerifyGetKey, type JWTHeaderParameters, type FlattenedJWSInput, type CryptoKey } from 'jose'
+import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify, errors as joseErrors, type JWTPayload, type JWTVerifyGetKey, type JWTHeaderParameters, type FlattenedJWSInput, type CryptoKey } from 'jose'
 import { InvalidTokenError, TemporarilyUnavailableError, type InvalidTokenReason } from '../errors.js'
 import type { IssuerConfig } from '../config/types.js'
 import * as D from '../config/defaults.js'
@@ -42,6 +42,7 @@ export class IssuerVerifier {
   readonly config: IssuerConfig
   #state: VerifierState = 'starting'
   #getKey: JWTVerifyGetKey | undefined
+  #remote: ReturnType<typeof createRemoteJWKSet> | undefined
   #jwksUri: string | undefined
   #stopped = false
   #timer: NodeJS.Timeout | undefined
@@ -118,6 +119,7 @@ export class IssuerVerifier {
     // Load the keys now, so the first request does not pay for it and outages show at startup.
     await remote.reload()
     this.#jwksUri = jwksUri
+    this.#remote = remote
     this.#getKey = async (header: JWTHeaderParameters, token: FlattenedJWSInput): Promise<CryptoKey> => {
       try {
         return await remote(header, token)
@@ -149,12 +151,7 @@ export class IssuerVerifier {
     try {
       result = await jwtVerify(token, getKey, options)
     } catch (err) {
-      if (err instanceof joseErrors.JWKSMultipleMatchingKeys) {
-        // No kid and several candidate keys (e.g. a JWKS without kids): try each, as jose intends.
-        result = await this.#verifyWithEachKey(token, err, options)
-      } else {
-        throw mapVerifyError(err)
-      }
+      result = await this.#retryKidless(token, err, options)
     }
     const typ = result.protectedHeader.typ
     if (typ !== undefined && !ACCEPTED_TYP.has(typ.toLowerCase())) {
@@ -166,6 +163,31 @@ export class IssuerVerifier {
       throw new InvalidTokenError('issued_in_future')
     }
     return { payload: result.payload, header: result.protectedHeader }
+  }
+
+  /**
+   * Recover the cases jose leaves to the caller: several candidate keys for a
+   * token without `kid` (try each), and a kid-less token whose key was rotated
+   * (an unknown kid makes jose refetch, a missing one cannot: refetch once,
+   * within the same cooldown). Anything else is mapped to the public error.
+   */
+  async #retryKidless (token: string, err: unknown, options: Parameters<typeof jwtVerify>[2]): Promise<{ payload: JWTPayload, protectedHeader: JWTHeaderParameters }> {
+    if (err instanceof joseErrors.JWKSMultipleMatchingKeys) return await this.#verifyWithEachKey(token, err, options)
+    const remote = this.#remote
+    if (err instanceof joseErrors.JWSSignatureVerificationFailed && remote !== undefined && !remote.coolingDown && this.#getKey !== undefined && !hasKid(token)) {
+      try {
+        await remote.reload()
+      } catch (reloadErr) {
+        throw new TemporarilyUnavailableError(D.UNAVAILABLE_RETRY_AFTER_SECONDS, { detail: `keys unavailable: ${describe(reloadErr)}` })
+      }
+      try {
+        return await jwtVerify(token, this.#getKey, options)
+      } catch (again) {
+        if (again instanceof joseErrors.JWKSMultipleMatchingKeys) return await this.#verifyWithEachKey(token, again, options)
+        throw mapVerifyError(again)
+      }
+    }
+    throw mapVerifyError(err)
   }
 
   async #verifyWithEachKey (token: string, err: joseErrors.JWKSMultipleMatchingKeys, options: Parameters<typeof jwtVerify>[2]): Promise<{ payload: JWTPayload, protectedHeader: JWTHeaderParameters }> {
@@ -204,6 +226,14 @@ export function mapVerifyError (err: unknown): InvalidTokenError | TemporarilyUn
   else if (err instanceof joseErrors.JOSENotSupported) reason = 'alg_not_allowed'
   // Only the stable jose code goes to the logs, never its message (it may quote claim values).
   return new InvalidTokenError(reason, { detail: code ?? 'non-jose error' })
+}
+
+function hasKid (token: string): boolean {
+  try {
+    return decodeProtectedHeader(token).kid !== undefined
+  } catch {
+    return false
+  }
 }
 
 function describe (err: unknown): string {
