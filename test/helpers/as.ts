@@ -108,8 +108,10 @@ function publicPart(jwk: JWK): JWK {
  *
  * @param opts.host host name used in the issuer URL (default `127.0.0.1`,
  *   e.g. `localhost`); the socket is bound to 127.0.0.1 regardless.
+ * @param opts.port fixed port (default: an ephemeral one); the demo uses this.
+ * @param opts.m2mSecret fixed secret for the m2m client (default: random).
  */
-export async function startAuthServer(opts: { host?: string } = {}): Promise<TestAS> {
+export async function startAuthServer(opts: { host?: string; port?: number; m2mSecret?: string } = {}): Promise<TestAS> {
   // Listen first: the issuer must contain the port, and the Provider needs the issuer.
   let listener: RequestListener = (_req, res) => {
     res.statusCode = 503;
@@ -118,7 +120,7 @@ export async function startAuthServer(opts: { host?: string } = {}): Promise<Tes
   const server = createServer((req, res) => listener(req, res));
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
+    server.listen(opts.port ?? 0, '127.0.0.1', () => resolve());
   });
   const { port } = server.address() as AddressInfo;
   const issuer = `http://${opts.host ?? '127.0.0.1'}:${port}`;
@@ -127,7 +129,7 @@ export async function startAuthServer(opts: { host?: string } = {}): Promise<Tes
   const resources = new Map<string, ResourceInfo>();
   const resourceScopes = (): Set<string> =>
     new Set([...resources.values()].flatMap((r) => r.scope.split(' ').filter(Boolean)));
-  const m2m = { id: 'm2m', secret: randomBytes(16).toString('base64url') };
+  const m2m = { id: 'm2m', secret: opts.m2mSecret ?? randomBytes(16).toString('base64url') };
   const ttlFromResource = (_ctx: unknown, token: { resourceServer?: { accessTokenTTL?: number } }): number =>
     token.resourceServer?.accessTokenTTL ?? 600;
 

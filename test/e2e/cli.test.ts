@@ -1,0 +1,146 @@
+/**
+ * The mcp-auth-gateway command line as users run it: flags, exit codes, config
+ * errors without stack traces, and graceful, bounded shutdown on SIGTERM.
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import t from 'tap'
+import { stringify } from 'yaml'
+import { startStaticIssuer } from '../helpers/static-issuer.js'
+import { freePort } from '../helpers/net.js'
+
+const ROOT = resolve(import.meta.dirname, '../..')
+const SRC_MAIN = join(ROOT, 'src/main.ts')
+const DIST_MAIN = join(ROOT, 'dist/src/main.js')
+const pkg = (await import('../../package.json', { with: { type: 'json' } })).default as { version: string }
+const dir = mkdtempSync(join(tmpdir(), 'gw-cli-'))
+
+interface Run { code: number | null, signal: NodeJS.Signals | null, stdout: string, stderr: string }
+
+function start (args: string[], env: Record<string, string> = {}, entry = SRC_MAIN): { child: ChildProcess, done: Promise<Run>, stdout: () => string } {
+  // tsx is resolved from this repo, not from the child's cwd (a temp dir).
+  const nodeArgs = entry.endsWith('.ts') ? ['--import', import.meta.resolve('tsx'), entry] : [entry]
+  const child = spawn(process.execPath, [...nodeArgs, ...args], { cwd: dir, env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  let stdout = ''
+  let stderr = ''
+  child.stdout!.on('data', (c: Buffer) => { stdout += c.toString() })
+  child.stderr!.on('data', (c: Buffer) => { stderr += c.toString() })
+  const done = new Promise<Run>((resolve) => child.on('close', (code, signal) => { resolve({ code, signal, stdout, stderr }) }))
+  return { child, done, stdout: () => stdout }
+}
+const run = async (args: string[], env?: Record<string, string>, entry?: string): Promise<Run> => await start(args, env, entry).done
+
+const validConfig = (extra: Record<string, unknown> = {}): Record<string, unknown> => ({
+  publicUrl: 'https://mcp.example.com',
+  authorizationServers: [{ issuer: 'https://as.example.com' }],
+  routes: [{ path: '/mcp', upstream: 'http://127.0.0.1:3001/mcp', scopes: ['mcp:tools'] }],
+  ...extra
+})
+writeFileSync(join(dir, 'valid.yaml'), stringify(validConfig()))
+writeFileSync(join(dir, 'invalid.yaml'), stringify({
+  listen: { port: 'eighty' },
+  publicUrl: 'https://mcp.example.com/sub',
+  authorizationServers: [{ issuer: 'http://as.example.com', algorithms: ['none'] }],
+  routes: [{ path: '/mcp', upstream: 'ftp://x', scope: ['typo'] }, { path: '/mcp', upstream: 'http://127.0.0.1:1' }]
+}))
+
+t.test('--version and --help', async (t) => {
+  const v = await run(['--version'])
+  t.equal(v.code, 0)
+  t.equal(v.stdout.trim(), pkg.version)
+  const h = await run(['--help'])
+  t.equal(h.code, 0)
+  t.match(h.stdout, /Usage: mcp-auth-gateway \[--config <file>\] \[--check\]/)
+  const bad = await run(['--no-such-flag'])
+  t.equal(bad.code, 2, 'bad usage exits 2')
+  t.match(bad.stderr, /Unknown option '--no-such-flag'/)
+})
+
+t.test('--check on a valid config exits 0; MCP_GATEWAY_CONFIG names the file', async (t) => {
+  const a = await run(['--check', '--config', 'valid.yaml'])
+  t.equal(a.code, 0)
+  t.match(a.stdout, /valid\.yaml: configuration is valid \(1 route, 1 authorization server\)/)
+  const b = await run(['--check'], { MCP_GATEWAY_CONFIG: join(dir, 'valid.yaml') })
+  t.equal(b.code, 0, 'env var used when --config is absent')
+  const c = await run(['--check', '--config', join(ROOT, 'gateway.example.yaml')])
+  t.equal(c.code, 0, 'the shipped example config is valid')
+})
+
+t.test('an invalid config lists every problem, one line each, and no stack trace', async (t) => {
+  for (const args of [['--check', '--config', 'invalid.yaml'], ['--config', 'invalid.yaml']]) {
+    const r = await run(args)
+    t.equal(r.code, 1, `${args.join(' ')} exits 1`)
+    const problems = r.stderr.split('\n').filter((l) => l.startsWith('  '))
+    t.same(problems.map((l) => l.trim()), [
+      'listen.port: got a string: must be a number',
+      'publicUrl: publicUrl has a path, query or fragment: it must be an origin only (paths belong to routes[].path)',
+      'authorizationServers[0].issuer: plain http:// on a non-loopback host: must be https:// (http:// is accepted only on 127.0.0.0/8, ::1 or localhost)',
+      'authorizationServers[0].algorithms[0]: unsupported algorithm: must be one of RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512, EdDSA, Ed25519 (never "none" or HS*)',
+      'routes[0].upstream: not an http(s) URL: upstream must be an absolute http:// or https:// URL',
+      'routes[0].scope: unknown key: allowed keys here are path, upstream, resource, scopes, identityHeaders, claims, timeouts',
+      'routes[1].path: duplicate of routes[0].path: route paths must be unique'
+    ])
+    t.match(r.stderr, /^mcp-auth-gateway: invalid\.yaml: 7 configuration problems:\n/)
+    t.notMatch(r.stderr, /\n\s+at /, 'no stack trace')
+  }
+  const missing = await run(['--check', '--config', 'nope.yaml'])
+  t.equal(missing.code, 1)
+  t.match(missing.stderr, /nope\.yaml: cannot read the config file \(ENOENT\): the file must exist and be readable/)
+  const noDefault = await run([])
+  t.equal(noDefault.code, 1, 'no ./gateway.yaml: exit 1')
+  t.match(noDefault.stderr, /\.\/gateway\.yaml: cannot read the config file/)
+})
+
+t.test('the built bin (dist/src/main.js) runs', async (t) => {
+  t.ok(existsSync(DIST_MAIN), 'dist/src/main.js exists (npm test builds before running tap)')
+  const r = await run(['--check', '--config', 'valid.yaml'], {}, DIST_MAIN)
+  t.equal(r.code, 0)
+})
+
+t.test('SIGTERM lets in-flight requests finish, refuses new ones, and is bounded', async (t) => {
+  const st = await startStaticIssuer()
+  // An upstream that answers /slow after 800 ms and keeps /stream open forever.
+  const upstream = createServer((req, res) => {
+    if (req.url?.startsWith('/slow') === true) setTimeout(() => { res.end('finished') }, 800)
+    else { res.writeHead(200, { 'content-type': 'text/event-stream' }); res.write(': open\n\n') }
+  })
+  await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve))
+  t.teardown(async () => { upstream.closeAllConnections(); upstream.close(); await st.close() })
+  const port = await freePort()
+  const origin = `http://127.0.0.1:${port}`
+  writeFileSync(join(dir, 'run.yaml'), stringify({
+    listen: { port },
+    publicUrl: origin,
+    authorizationServers: [{ issuer: st.issuer }],
+    routes: [{ path: '/mcp', upstream: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`, scopes: ['mcp:tools'] }],
+    shutdownTimeoutSeconds: 2
+  }))
+  const gw = start(['--config', 'run.yaml'])
+  const deadline = Date.now() + 15000
+  while (!gw.stdout().includes('authorization server keys loaded') && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50))
+  const token = await st.sign(st.claims({ aud: `${origin}/mcp`, scope: 'mcp:tools' }))
+  const auth = { authorization: `Bearer ${token}` }
+
+  const slow = fetch(`${origin}/mcp/slow`, { headers: auth }).then(async (r) => ({ status: r.status, body: await r.text() }))
+  const stream = await fetch(`${origin}/mcp/stream`, { headers: auth })
+  t.equal(stream.status, 200, 'an SSE stream is open')
+  const streamEnded = stream.text().then(() => 'ended', () => 'cut')
+  await new Promise((resolve) => setTimeout(resolve, 150))
+  const signalledAt = Date.now()
+  gw.child.kill('SIGTERM')
+  await new Promise((resolve) => setTimeout(resolve, 150))
+  const refused = await fetch(`${origin}/mcp/slow`, { headers: { ...auth, connection: 'close' } }).then((r) => r.status, () => 'refused')
+  t.ok(refused === 'refused' || refused === 503, `a new request after SIGTERM is refused (${String(refused)})`)
+  t.same(await slow, { status: 200, body: 'finished' }, 'the in-flight request finished')
+  t.ok(['ended', 'cut'].includes(await streamEnded), 'the open stream was closed')
+  const exit = await gw.done
+  const took = Date.now() - signalledAt
+  t.equal(exit.code, 0, 'clean exit')
+  t.ok(took < 4000, `shutdown bounded by shutdownTimeoutSeconds (${took} ms)`)
+  t.match(exit.stdout, /shutting down: draining in-flight requests/)
+  t.notOk(exit.stdout.includes(token) || exit.stderr.includes(token), 'token never printed')
+})
