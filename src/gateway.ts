@@ -7,11 +7,12 @@ import type { Logger } from 'pino'
 import type { GatewayConfig } from './config/types.js'
 import { Authenticator } from './auth/authenticator.js'
 import type { VerifierOptions } from './auth/jwt.js'
-import { createLogger, safePath } from './observability/logger.js'
+import { createLogger } from './observability/logger.js'
 import { registerWellKnown } from './plugins/well-known.js'
 import { registerMcpRoute } from './plugins/mcp-route.js'
 import { registerHealth } from './plugins/health.js'
 import { publicErrorOf, sendError } from './plugins/http-errors.js'
+import { logRequest } from './plugins/request-log.js'
 
 export interface GatewayOptions {
   /** Logger to use; default: pino to stdout at config.logLevel. */
@@ -64,19 +65,7 @@ export function createGateway (config: GatewayConfig, opts: GatewayOptions = {})
 
   // One line per request: no headers, no query string, no token.
   app.addHook('onResponse', (request, reply, done) => {
-    const p = request.principal
-    const cfg = request.routeOptions.config as { gwRouteId?: string, kind?: string }
-    request.log.info({
-      route: cfg.gwRouteId ?? null,
-      method: request.method,
-      path: safePath(request.url),
-      status: reply.statusCode,
-      subject: p?.subject,
-      clientId: p?.clientId,
-      issuer: p?.issuer,
-      outcome: request.outcome ?? (cfg.kind === 'metadata' || cfg.kind === 'health' ? cfg.kind : reply.statusCode < 400 ? 'ok' : 'error'),
-      durationMs: Math.round(reply.elapsedTime * 100) / 100
-    }, 'request')
+    logRequest(request, reply)
     done()
   })
 

@@ -18,6 +18,7 @@ import { EndpointRewriter, rewriteEndpoint } from '../mcp/sse.js'
 import { JSONRPC_UPSTREAM_TIMEOUT, JSONRPC_UPSTREAM_UNREACHABLE, jsonRpcError, requestIdOf } from '../mcp/jsonrpc.js'
 import { MAX_SSE_ENDPOINT_SCAN_BYTES } from '../config/defaults.js'
 import { sendError } from './http-errors.js'
+import { logRequest } from './request-log.js'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -145,7 +146,12 @@ export function registerMcpRoute (app: FastifyInstance, deps: McpRouteDeps): voi
 
     // Abort the upstream request when the client goes away before the response is complete.
     const abort = new AbortController()
-    reply.raw.once('close', () => { if (!reply.raw.writableFinished) abort.abort() })
+    reply.raw.once('close', () => {
+      if (!reply.raw.writableFinished) {
+        abort.abort()
+        logRequest(request, reply, true)
+      }
+    })
 
     const body = request.body
     const opts: Parameters<FastifyReply['from']>[1] = {

@@ -322,6 +322,7 @@ t.test('a client disconnect aborts the upstream request', async (t) => {
   const deadline = Date.now() + 2000
   while (raw.closed.length === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20))
   t.same(raw.closed, ['/slow?n=1'], 'upstream saw the request closed before it answered')
+  t.ok(gw.requestLogs().some((l) => l.outcome === 'client_closed' && l.path === '/raw/slow'), 'the aborted request still gets its log line')
 })
 
 t.test('one log line per request with the required fields', async (t) => {
