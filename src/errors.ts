@@ -93,6 +93,7 @@ export class InvalidTokenError extends GatewayError {
   readonly reason: InvalidTokenReason
   constructor (reason: InvalidTokenReason, opts?: { detail?: string, cause?: unknown }) {
     super('invalid_token', 401, INVALID_TOKEN_DESCRIPTIONS[reason], opts)
+    this.name = 'InvalidTokenError'
     this.reason = reason
   }
 }
@@ -101,6 +102,7 @@ export class InvalidTokenError extends GatewayError {
 export class InvalidRequestError extends GatewayError {
   constructor (publicDescription: string) {
     super('invalid_request', 400, publicDescription)
+    this.name = 'InvalidRequestError'
   }
 }
 
@@ -109,6 +111,7 @@ export class TemporarilyUnavailableError extends GatewayError {
   readonly retryAfterSeconds: number
   constructor (retryAfterSeconds: number, opts?: { detail?: string, cause?: unknown }) {
     super('temporarily_unavailable', 503, 'The authorization server cannot be reached to validate the token; retry later', opts)
+    this.name = 'TemporarilyUnavailableError'
     this.retryAfterSeconds = retryAfterSeconds
   }
 }

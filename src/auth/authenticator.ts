@@ -15,7 +15,9 @@ export function audienceVariants (values: readonly string[]): string[] {
   const out = new Set<string>()
   for (const v of values) {
     out.add(v)
-    out.add(v.endsWith('/') ? v.slice(0, -1) : v + '/')
+    const other = v.endsWith('/') ? v.slice(0, -1) : v + '/'
+    // Never derive an empty audience (from "/"): it would match tokens with aud "".
+    if (other !== '') out.add(other)
   }
   return [...out]
 }

@@ -16,8 +16,23 @@ const OTHER: Credential = Object.freeze({ kind: 'other_scheme' })
 
 /** RFC 6750 §2.1 b64token. */
 const B64TOKEN_RE = /^[A-Za-z0-9\-._~+/]+=*$/
-/** `access_token` as a query parameter name, raw or percent-encoded. */
-const QUERY_TOKEN_RE = /(?:^|&)access(?:_|%5[Ff])token(?:=|&|$)/
+/** Cheap pre-filter: a query that cannot name `access_token` (raw or percent-encoded) is not parsed. */
+const MAYBE_TOKEN_RE = /access|%/i
+
+/** True when a query parameter named `access_token` is present, however its name is encoded. */
+function hasQueryToken (query: string): boolean {
+  if (!MAYBE_TOKEN_RE.test(query)) return false
+  for (const part of query.split('&')) {
+    const eq = part.indexOf('=')
+    const rawName = eq === -1 ? part : part.slice(0, eq)
+    let name = rawName
+    try {
+      name = decodeURIComponent(rawName.replace(/\+/g, ' '))
+    } catch { /* undecodable names are compared raw */ }
+    if (name === 'access_token') return true
+  }
+  return false
+}
 
 /**
  * @param authorization every Authorization header value, in order (Node keeps only the first in `headers`, so pass them from `rawHeaders`)
@@ -25,7 +40,7 @@ const QUERY_TOKEN_RE = /(?:^|&)access(?:_|%5[Ff])token(?:=|&|$)/
  * @throws InvalidRequestError on a malformed or duplicated credential
  */
 export function extractCredential (authorization: readonly string[], query: string): Credential {
-  if (query !== '' && QUERY_TOKEN_RE.test(query)) {
+  if (query !== '' && hasQueryToken(query)) {
     throw new InvalidRequestError('Access tokens must be sent in the Authorization header, not in the query string')
   }
   if (authorization.length === 0) return NONE

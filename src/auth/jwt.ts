@@ -210,11 +210,13 @@ export function mapVerifyError (err: unknown): InvalidTokenError | TemporarilyUn
   if (err instanceof KeySourceUnavailable) {
     return new TemporarilyUnavailableError(D.UNAVAILABLE_RETRY_AFTER_SECONDS, { detail: `keys unavailable: ${err.message}` })
   }
-  const code = (err as { code?: string }).code
+  const code = (err as { code?: string } | null | undefined)?.code
   let reason: InvalidTokenReason = 'malformed'
   if (err instanceof joseErrors.JWTExpired) reason = err.claim === 'exp' ? 'expired' : 'invalid_claim'
   else if (err instanceof joseErrors.JWTClaimValidationFailed) {
     if (err.reason === 'missing') reason = 'missing_claim'
+    // A claim of the wrong type (e.g. nbf: "soon") is invalid, not merely early.
+    else if (err.reason === 'invalid') reason = 'invalid_claim'
     else if (err.claim === 'iss') reason = 'wrong_issuer'
     else if (err.claim === 'aud') reason = 'wrong_audience'
     else if (err.claim === 'nbf') reason = 'not_yet_valid'
@@ -223,7 +225,8 @@ export function mapVerifyError (err: unknown): InvalidTokenError | TemporarilyUn
   } else if (err instanceof joseErrors.JWSSignatureVerificationFailed) reason = 'bad_signature'
   else if (err instanceof joseErrors.JWKSNoMatchingKey) reason = 'unknown_key'
   else if (err instanceof joseErrors.JOSEAlgNotAllowed) reason = 'alg_not_allowed'
-  else if (err instanceof joseErrors.JOSENotSupported) reason = 'alg_not_allowed'
+  // Unsupported features (e.g. an unknown `crit` header): the token cannot be processed.
+  else if (err instanceof joseErrors.JOSENotSupported) reason = 'malformed'
   // Only the stable jose code goes to the logs, never its message (it may quote claim values).
   return new InvalidTokenError(reason, { detail: code ?? 'non-jose error' })
 }

@@ -6,7 +6,7 @@
  */
 import { readFileSync } from 'node:fs'
 import { isAbsolute, resolve, dirname } from 'node:path'
-import { parseDocument } from 'yaml'
+import { LineCounter, parseDocument } from 'yaml'
 import { z } from 'zod'
 import { ConfigError } from '../errors.js'
 import { configSchema, isLoopbackHost, type RawConfig } from './schema.js'
@@ -41,11 +41,12 @@ export function loadConfigFile (path: string, env: Env = process.env): GatewayCo
 export function parseConfig (text: string, opts: { env?: Env, baseDir?: string } = {}): GatewayConfig {
   const env = opts.env ?? process.env
   const baseDir = opts.baseDir ?? process.cwd()
-  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true })
+  const lineCounter = new LineCounter()
+  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true, lineCounter })
   if (doc.errors.length > 0) {
     throw new ConfigError(doc.errors.map((e) => {
-      const pos = e.linePos?.[0]
-      return `${pos !== undefined ? `line ${pos.line} column ${pos.col}` : '(yaml)'}: invalid YAML (${e.code}): the file must be valid YAML`
+      const pos = lineCounter.linePos(e.pos[0])
+      return `line ${pos.line} column ${pos.col}: invalid YAML (${e.code}): the file must be valid YAML`
     }))
   }
   const raw: unknown = doc.toJS({ maxAliasCount: 100 })
@@ -75,16 +76,16 @@ export function formatPath (path: ReadonlyArray<PropertyKey>): string {
   return out === '' ? '(root)' : out
 }
 
-const ENV_RE = /\$\$\{|\$\{([^}]*)\}/g
+const ENV_RE = /\$\$\{|\$\{([^}]*)(\}|$)/g
 const ENV_NAME_RE = /^[A-Za-z_][A-Za-z0-9_]*$/
 
 /** Replace `${NAME}` in every string (after YAML parsing, so values cannot inject YAML structure). `$${` is a literal `${`. */
 function substituteEnv (value: unknown, env: Env, path: PropertyKey[], problems: string[]): unknown {
   if (typeof value === 'string') {
     if (!value.includes('${')) return value
-    return value.replace(ENV_RE, (match, name: string | undefined) => {
+    return value.replace(ENV_RE, (match, name: string | undefined, close: string | undefined) => {
       if (match === '$${') return '${'
-      if (name === undefined || !ENV_NAME_RE.test(name)) {
+      if (name === undefined || close !== '}' || !ENV_NAME_RE.test(name)) {
         problems.push(`${formatPath(path)}: invalid variable reference: use \${NAME} with letters, digits and underscores`)
         return ''
       }
@@ -165,6 +166,8 @@ function formatIssues (issues: readonly z.core.$ZodIssue[], root?: unknown, pref
       case 'invalid_type': {
         const got = valueAt(root, path)
         if (root !== undefined && got === undefined) out.push(`${where}: missing: this key is required`)
+        // zod 4 reports .int() failures as invalid_type with expected "int"; the schema's own message says it better.
+        else if (issue.expected === 'int') out.push(`${where}: ${issue.message.includes(': ') ? issue.message : 'not an integer: must be an integer'}`)
         else out.push(`${where}: got ${root === undefined ? 'a wrong type' : typeName(got)}: ${TYPE_RULES[issue.expected] ?? `must be ${issue.expected}`}`)
         break
       }
@@ -288,8 +291,14 @@ function normalise (raw: RawConfig, baseDir: string): GatewayConfig {
   })
   routes.forEach((r, i) => {
     if (r.scopes.length === 0) warnings.push(`routes[${i}] (${r.path}) requires no scopes: any valid token for its resource is accepted`)
-    const names = [r.identityHeaders.subject, r.identityHeaders.clientId, r.identityHeaders.scopes, r.identityHeaders.issuer, ...r.claimHeaders.map(([h]) => h)].map((h) => h.toLowerCase())
-    if (new Set(names).size !== names.length) problems.push(`routes[${i}].claims: a header name is used twice: identity and claim header names must be distinct`)
+    const identity = [r.identityHeaders.subject, r.identityHeaders.clientId, r.identityHeaders.scopes, r.identityHeaders.issuer].map((h) => h.toLowerCase())
+    const claims = r.claimHeaders.map(([h]) => h.toLowerCase())
+    if (new Set(identity).size !== identity.length) {
+      problems.push(`routes[${i}].identityHeaders: a header name is used twice: each identity header needs its own name`)
+    }
+    if (claims.some((h) => identity.includes(h))) {
+      problems.push(`routes[${i}].claims: a claim header has the name of an identity header: identity and claim header names must be distinct`)
+    }
   })
 
   let tls: GatewayConfig['listen']['tls']

@@ -136,9 +136,17 @@ const claimPath = z.string().regex(CLAIM_PATH_RE, { message: 'invalid claim path
 
 const seconds = (max: number): z.ZodNumber => z.number().positive({ message: 'not positive: must be a number of seconds greater than 0' }).max(max, { message: `too large: must be at most ${max} seconds` })
 
+/** RFC 8414 §2: an issuer identifier has no query or fragment. */
+const issuerUrl = fetchedUrl.superRefine((value, ctx) => {
+  const url = parseUrl(value)
+  if (url !== undefined && (url.search !== '' || value.includes('?'))) {
+    ctx.addIssue({ code: 'custom', message: 'issuer has a query: an issuer identifier has no query or fragment (RFC 8414 §2)' })
+  }
+})
+
 const authorizationServerSchema = z.strictObject({
   /** Issuer identifier, compared byte for byte with the token's `iss` and the AS metadata's `issuer` (RFC 8414 §3.3). */
-  issuer: fetchedUrl,
+  issuer: issuerUrl,
   /** JWKS URL. When absent, discovered from the AS metadata. */
   jwksUri: fetchedUrl.optional(),
   /** Explicit AS metadata URL, overriding RFC 8414 / OIDC discovery. */

@@ -11,7 +11,7 @@ import type { Authenticator, RouteAuth } from '../auth/authenticator.js'
 import type { Principal } from '../auth/principal.js'
 import { authorizationValues, extractCredential } from '../auth/bearer.js'
 import { RouteChallenges } from '../metadata/challenge.js'
-import { checkPath, splitUrl } from '../proxy/paths.js'
+import { checkPath, queryDecodable, splitUrl } from '../proxy/paths.js'
 import { compileRequestHeaders, identityRepresentable, rewriteResponseHeaders, type HeaderBag } from '../proxy/headers.js'
 import { classifyUpstreamError, createUpstreamClient, kAbortSignal } from '../proxy/upstream.js'
 import { EndpointRewriter, rewriteEndpoint } from '../mcp/sse.js'
@@ -93,11 +93,11 @@ export function registerMcpRoute (app: FastifyInstance, deps: McpRouteDeps): voi
   const authenticate: onRequestHookHandler = (request, reply, done) => {
     reply.header('access-control-allow-origin', '*').header('access-control-expose-headers', CORS_EXPOSE_HEADERS)
     const { path, query } = splitUrl(request.url)
-    const problem = checkPath(path)
+    const problem = checkPath(path) ?? (queryDecodable(query) ? undefined : 'bad_encoding')
     if (problem !== undefined) {
       request.outcome = problem === 'bad_encoding' ? 'invalid_request' : 'not_found'
       void (problem === 'bad_encoding'
-        ? sendError(reply, 400, 'invalid_request', 'The request path is not validly percent-encoded')
+        ? sendError(reply, 400, 'invalid_request', 'The request URL is not validly percent-encoded')
         : sendError(reply, 404, 'not_found', 'No route matches this path'))
       return
     }

@@ -71,6 +71,14 @@ const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'transfer-en
 
 /** Clean upstream response headers in place; SSE gets `X-Accel-Buffering: no` so no proxy in front buffers it. */
 export function rewriteResponseHeaders (headers: HeaderBag): { sse: boolean } {
+  // Fields named in Connection are hop-by-hop too and MUST be removed (RFC 9110 §7.6.1).
+  const connection = headers.connection
+  if (connection !== undefined) {
+    for (const name of (Array.isArray(connection) ? connection.join(',') : connection).split(',')) {
+      const n = name.trim().toLowerCase()
+      if (n !== '') delete headers[n]
+    }
+  }
   for (let i = 0; i < HOP_BY_HOP.length; i++) delete headers[HOP_BY_HOP[i]!]
   const ct = headers['content-type']
   const sse = typeof ct === 'string' && ct.toLowerCase().startsWith('text/event-stream')

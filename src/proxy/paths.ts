@@ -40,3 +40,14 @@ export function splitUrl (url: string): { path: string, query: string } {
   const q = url.indexOf('?')
   return q === -1 ? { path: url, query: '' } : { path: url.slice(0, q), query: url.slice(q + 1) }
 }
+
+/** True when the query string percent-decodes; the proxy library decodes the whole target URL and would fail later. */
+export function queryDecodable (query: string): boolean {
+  if (!query.includes('%')) return true
+  try {
+    decodeURIComponent(query)
+    return true
+  } catch {
+    return false
+  }
+}

@@ -81,12 +81,13 @@ t.test('explicit jwksUri: no metadata fetch', async (t) => {
 })
 
 t.test('key rotation: an unknown kid refetches the JWKS, at most once per cooldown', async (t) => {
-  const st = await startStaticIssuer()
-  const gw = await gatewayFor(st, { verifier: { jwksCooldownMs: 500 } })
+  // ES256 keys: generating them is instant, so the timing below is not at the mercy of RSA key generation.
+  const st = await startStaticIssuer({ alg: 'ES256' })
+  const gw = await gatewayFor(st, { verifier: { jwksCooldownMs: 1500 } })
   t.teardown(async () => { await gw.close(); await st.close() })
   const fetchesAtStart = st.jwksFetches
   t.equal((await call(gw, await tokenFor(st, gw))).status, 200)
-  await new Promise((resolve) => setTimeout(resolve, 550))
+  await new Promise((resolve) => setTimeout(resolve, 1600))
   await st.rotate()
   t.equal((await call(gw, await tokenFor(st, gw))).status, 200, 'rotated key picked up on first sight of its kid')
   t.equal(st.jwksFetches, fetchesAtStart + 1, 'one refetch')
@@ -94,7 +95,7 @@ t.test('key rotation: an unknown kid refetches the JWKS, at most once per cooldo
   // Within the cooldown a new kid is not fetched for: key-miss floods cannot hammer the AS.
   for (let i = 0; i < 5; i++) t.equal((await call(gw, await tokenFor(st, gw, { jti: `j${i}` }))).status, 401, 'unknown kid during cooldown')
   t.equal(st.jwksFetches, fetchesAtStart + 1, 'no refetch during the cooldown')
-  await new Promise((resolve) => setTimeout(resolve, 550))
+  await new Promise((resolve) => setTimeout(resolve, 1600))
   t.equal((await call(gw, await tokenFor(st, gw, { jti: 'later' }))).status, 200, 'new key picked up after the cooldown')
   t.equal(st.jwksFetches, fetchesAtStart + 2, 'exactly one more refetch')
 })
