@@ -42,6 +42,11 @@ export function createGateway (config: GatewayConfig, opts: GatewayOptions = {})
     bodyLimit: config.limits.maxBodyBytes,
     exposeHeadRoutes: false,
     return503OnClosing: true,
+    // Malformed URLs (bad percent-encoding) get our error body, not Fastify's, which echoes the path.
+    frameworkErrors: (_err, request, reply) => {
+      request.outcome = 'invalid_request'
+      void sendError(reply, 400, 'invalid_request', 'The request URL is malformed')
+    },
     ...(config.listen.tls !== undefined ? { https: { cert: config.listen.tls.cert, key: config.listen.tls.key } } : {})
   }) as unknown as FastifyInstance
 
@@ -71,7 +76,7 @@ export function createGateway (config: GatewayConfig, opts: GatewayOptions = {})
 
   registerHealth(app, authenticator)
   registerWellKnown(app, config)
-  config.routes.forEach((route, index) => { registerMcpRoute(app, { route, index, authenticator }) })
+  config.routes.forEach((route, index) => { registerMcpRoute(app, { route, index, authenticator, publicUrl: config.publicUrl }) })
 
   let closing: Promise<void> | undefined
   return {

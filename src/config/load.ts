@@ -6,6 +6,7 @@
  */
 import { readFileSync } from 'node:fs'
 import { isAbsolute, resolve, dirname } from 'node:path'
+import { createSecureContext } from 'node:tls'
 import { LineCounter, parseDocument } from 'yaml'
 import { z } from 'zod'
 import { ConfigError } from '../errors.js'
@@ -22,7 +23,8 @@ export function processEnv (): Env {
 
 /** The config path: `--config` wins, then env `MCP_GATEWAY_CONFIG`, then ./gateway.yaml. */
 export function resolveConfigPath (cliPath: string | undefined, env: Env = process.env): string {
-  return cliPath ?? env.MCP_GATEWAY_CONFIG ?? D.DEFAULT_CONFIG_PATH
+  const fromEnv = env.MCP_GATEWAY_CONFIG
+  return cliPath ?? (fromEnv !== undefined && fromEnv !== '' ? fromEnv : D.DEFAULT_CONFIG_PATH)
 }
 
 /** Load, validate and normalise a config file. Throws {@link ConfigError} listing every problem. */
@@ -267,8 +269,11 @@ function normalise (raw: RawConfig, baseDir: string): GatewayConfig {
     })
   })
 
-  const routes: RouteConfig[] = raw.routes.map((r) => {
+  const routes: RouteConfig[] = raw.routes.map((r, i) => {
     const up = new URL(r.upstream)
+    if (up.protocol === 'http:' && !isLoopbackHost(up.hostname)) {
+      warnings.push(`routes[${i}].upstream uses plain http on a non-loopback host: traffic to the upstream, including identity headers, is unencrypted`)
+    }
     const resource = r.resource ?? publicUrl + r.path
     const identityHeaders = Object.freeze({ ...D.DEFAULT_IDENTITY_HEADERS, ...stripUndefined(r.identityHeaders ?? {}) })
     const claimHeaders = Object.freeze(Object.entries(r.claims ?? {}).map(([h, c]) => Object.freeze([h, Object.freeze(c.split('.'))] as const)))
@@ -307,6 +312,14 @@ function normalise (raw: RawConfig, baseDir: string): GatewayConfig {
       cert: readPem(raw.listen.tls.certFile, baseDir, 'listen.tls.certFile', problems),
       key: readPem(raw.listen.tls.keyFile, baseDir, 'listen.tls.keyFile', problems)
     })
+  }
+  if (tls !== undefined && tls.cert.length > 0 && tls.key.length > 0) {
+    try {
+      // Parse the PEM now, so --check catches a bad certificate or a key that does not match it.
+      createSecureContext({ cert: tls.cert, key: tls.key })
+    } catch (err) {
+      problems.push(`listen.tls: the certificate and key cannot be used (${(err as { code?: string }).code ?? 'invalid PEM'}): certFile must be a PEM certificate chain and keyFile its matching PEM private key`)
+    }
   }
   if (problems.length > 0) throw new ConfigError(problems)
 

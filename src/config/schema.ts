@@ -59,7 +59,7 @@ const upstreamUrl = z.string().superRefine((value, ctx) => {
     return
   }
   if (url.username !== '' || url.password !== '') {
-    ctx.addIssue({ code: 'custom', message: 'URL contains credentials: use upstream credentials settings, not the URL' })
+    ctx.addIssue({ code: 'custom', message: 'URL contains credentials: credentials must not be embedded in the upstream URL' })
   }
   if (url.search !== '' || url.hash !== '') {
     ctx.addIssue({ code: 'custom', message: 'URL has a query or fragment: upstream must be a base URL without query or fragment' })
@@ -92,10 +92,11 @@ const resourceUrl = z.string().superRefine((value, ctx) => {
   }
 })
 
-const ROUTE_PATH_RE = /^(\/[A-Za-z0-9._~!$&'()*+,;=:@-]+)+$/
+// Unreserved characters only (RFC 3986 §2.3): anything else could be read as router syntax (":param", "*") or need encoding.
+const ROUTE_PATH_RE = /^(\/[A-Za-z0-9._~-]+)+$/
 const routePath = z.string().superRefine((value, ctx) => {
   if (!ROUTE_PATH_RE.test(value)) {
-    ctx.addIssue({ code: 'custom', message: 'invalid path: must start with "/", have no trailing "/", no empty segments, no query and only URL path characters (e.g. /mcp)' })
+    ctx.addIssue({ code: 'custom', message: 'invalid path: must start with "/", have no trailing "/" or empty segments, and use only letters, digits and . _ ~ - (e.g. /mcp)' })
     return
   }
   const segments = value.split('/')

@@ -40,6 +40,8 @@ export interface McpRouteDeps {
   readonly route: RouteConfig
   readonly index: number
   readonly authenticator: Authenticator
+  /** Origin clients use; sets X-Forwarded-Proto/-Host upstream. */
+  readonly publicUrl: string
 }
 
 export function registerMcpRoute (app: FastifyInstance, deps: McpRouteDeps): void {
@@ -48,7 +50,7 @@ export function registerMcpRoute (app: FastifyInstance, deps: McpRouteDeps): voi
   const challenges = new RouteChallenges(route.resourceMetadataUrl, route.scopes)
   const requiredScopes = route.scopes
   const insufficientChallenge = challenges.insufficientScope(requiredScopes, 'The access token lacks a scope this route requires')
-  const rewriteRequestHeaders = compileRequestHeaders(route)
+  const rewriteRequestHeaders = compileRequestHeaders(route, deps.publicUrl)
   const client = createUpstreamClient(route)
   const routeConfig = { gwRouteId: route.id, kind: 'mcp' }
 
@@ -156,7 +158,7 @@ export function registerMcpRoute (app: FastifyInstance, deps: McpRouteDeps): voi
     const body = request.body
     const opts: Parameters<FastifyReply['from']>[1] = {
       rewriteRequestHeaders: (_req, headers) => {
-        rewriteRequestHeaders(headers as HeaderBag, principal)
+        rewriteRequestHeaders(headers as HeaderBag, principal, request.raw.socket.remoteAddress)
         ;(headers as Record<symbol, unknown>)[kAbortSignal] = abort.signal
         return headers
       },

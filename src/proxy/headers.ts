@@ -10,8 +10,17 @@ import { DEFAULT_IDENTITY_HEADERS } from '../config/defaults.js'
 
 export type HeaderBag = Record<string, string | string[] | undefined>
 
-/** Request headers never forwarded upstream. Hop-by-hop ones are removed by the proxy library. */
-const ALWAYS_STRIPPED = ['authorization', 'proxy-authorization']
+/**
+ * Request headers never forwarded upstream: the client's credentials, hop-by-hop
+ * fields the proxy library leaves in (RFC 9110 §7.6.1; `expect` is answered by
+ * this server and undici refuses to send it), and client-supplied forwarding
+ * headers, which the gateway sets itself (a client must not choose its own IP).
+ */
+const ALWAYS_STRIPPED = [
+  'authorization', 'proxy-authorization',
+  'te', 'trailer', 'keep-alive', 'proxy-connection', 'upgrade', 'expect',
+  'forwarded', 'x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto', 'x-real-ip'
+]
 
 /** Header values must be visible ASCII or space; anything else is not representable without an encoding the upstream would have to guess. */
 const SAFE_VALUE_RE = /^[\x20-\x7e]*$/
@@ -29,10 +38,13 @@ function claimValue (claims: Readonly<Record<string, unknown>>, path: readonly s
   return out !== undefined && SAFE_VALUE_RE.test(out) ? out : undefined
 }
 
-/** Rewrites request headers in place for one route. */
-export type RequestHeaderRewriter = (headers: HeaderBag, principal: Principal) => void
+/** Rewrites request headers in place for one route. `clientIp` is the peer address of the client connection. */
+export type RequestHeaderRewriter = (headers: HeaderBag, principal: Principal, clientIp: string | undefined) => void
 
-export function compileRequestHeaders (route: RouteConfig): RequestHeaderRewriter {
+export function compileRequestHeaders (route: RouteConfig, publicUrl: string): RequestHeaderRewriter {
+  const pub = new URL(publicUrl)
+  const forwardedProto = pub.protocol.slice(0, -1)
+  const forwardedHost = pub.host
   const names = route.identityHeaders
   const sub = names.subject.toLowerCase()
   const cid = names.clientId.toLowerCase()
@@ -47,8 +59,12 @@ export function compileRequestHeaders (route: RouteConfig): RequestHeaderRewrite
     ...claimHeaders.map(([h]) => h)
   ])]
 
-  return (headers, principal) => {
+  return (headers, principal, clientIp) => {
     for (let i = 0; i < strip.length; i++) delete headers[strip[i]!]
+    // The gateway is the client's first trusted hop: the chain starts here.
+    if (clientIp !== undefined) headers['x-forwarded-for'] = clientIp
+    headers['x-forwarded-proto'] = forwardedProto
+    headers['x-forwarded-host'] = forwardedHost
     headers[sub] = principal.subject
     if (principal.clientId !== undefined) headers[cid] = principal.clientId
     headers[scp] = principal.scopeString

@@ -82,6 +82,7 @@ const rows: Row[] = [
   { name: 'Bearer with no token', headers: { authorization: 'Bearer' }, status: 400, challenge: invalidRequest('The Bearer credential is empty'), error: 'invalid_request' },
   { name: 'Bearer with two tokens', headers: { authorization: `Bearer ${validToken} ${validToken}` }, status: 400, challenge: invalidRequest('More than one Bearer token was sent'), error: 'invalid_request' },
   { name: 'undecodable query string (would crash the proxy library)', path: '/mcp?x=%zz', headers: { authorization: `Bearer ${validToken}` }, status: 400, challenge: null, error: 'invalid_request', description: 'The request URL is not validly percent-encoded' },
+  { name: 'undecodable path (router error): our body, not the path echoed', path: '/mcp/%zz', headers: { authorization: `Bearer ${validToken}` }, status: 400, challenge: null, error: 'invalid_request', description: 'The request URL is malformed' },
   { name: 'percent-encoded access_token parameter name', path: '/mcp?%61ccess_token=abc', status: 400, challenge: invalidRequest('Access tokens must be sent in the Authorization header, not in the query string'), error: 'invalid_request' },
   { name: 'Bearer with a quoted token', headers: { authorization: 'Bearer "abc"' }, status: 400, challenge: invalidRequest('The Bearer credential is not a valid token'), error: 'invalid_request' }
 ]

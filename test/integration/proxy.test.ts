@@ -269,6 +269,29 @@ t.test('status codes, bodies and MCP headers pass through unchanged', async (t) 
   t.equal(seen['x-forwarded-scopes'], 'mcp:tools', 'spoofed scopes replaced')
 })
 
+t.test('forwarding headers are the gateway\'s, and Expect: 100-continue works', async (t) => {
+  const token = await tokenFor('/raw')
+  const res = await new Promise<{ status: number, body: string }>((resolve, reject) => {
+    const req = httpRequest(`${gw.url}/raw/echo-body`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', expect: '100-continue', 'x-forwarded-for': '6.6.6.6', forwarded: 'for=6.6.6.6', te: 'trailers' }
+    }, (r) => {
+      let body = ''
+      r.on('data', (c: Buffer) => { body += c.toString() })
+      r.on('end', () => { resolve({ status: r.statusCode ?? 0, body }) })
+    })
+    req.on('error', reject)
+    req.on('continue', () => { req.end('{"jsonrpc":"2.0","id":1}') })
+  })
+  t.equal(res.status, 200, 'a client that waits for 100 Continue is served (curl does this for large bodies)')
+  t.equal(res.body, '{"jsonrpc":"2.0","id":1}')
+  const seen = await (await fetch(`${gw.url}/plain/headers`, { headers: { authorization: `Bearer ${await tokenFor('/plain')}`, 'x-forwarded-for': '6.6.6.6', 'x-forwarded-host': 'evil.example.com' } })).json() as Record<string, string>
+  t.equal(seen['x-forwarded-for'], '127.0.0.1', 'X-Forwarded-For is the client socket address')
+  t.equal(seen['x-forwarded-host'], new URL(gw.url).host, 'X-Forwarded-Host is the public host')
+  t.equal(seen['x-forwarded-proto'], 'http')
+  t.equal(seen.forwarded, undefined)
+})
+
 t.test('request bodies are forwarded byte for byte', async (t) => {
   const token = await tokenFor('/raw')
   // Whitespace, key order, a big integer and a duplicate key survive: the gateway does not re-serialise.

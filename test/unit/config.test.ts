@@ -9,6 +9,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import t from 'tap';
+import { execFileSync } from 'node:child_process';
 
 import { loadConfigFile, parseConfig, resolveConfigPath, type Env } from '../../src/config/load.js';
 import { isLoopbackHost } from '../../src/config/schema.js';
@@ -378,15 +379,34 @@ t.test('loadConfigFile: unreadable files', async (t) => {
 t.test('loadConfigFile resolves relative TLS paths against the config file, not the cwd', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'gw-config-'));
   t.teardown(() => { rmSync(dir, { recursive: true, force: true }); });
-  writeFileSync(join(dir, 'c.pem'), 'CERT');
-  writeFileSync(join(dir, 'k.pem'), 'KEY');
+  const cert = readFileSync(join(FIXTURES, 'tls-cert.pem'), 'utf8');
+  const key = readFileSync(join(FIXTURES, 'tls-key.pem'), 'utf8');
+  writeFileSync(join(dir, 'c.pem'), cert);
+  writeFileSync(join(dir, 'k.pem'), key);
   writeFileSync(join(dir, 'gw.yaml'), `listen:\n  tls:\n    certFile: c.pem\n    keyFile: ${join(dir, 'k.pem')}\n${MINIMAL}`);
   const config = loadConfigFile(join(dir, 'gw.yaml'), {});
-  t.equal(config.listen.tls?.cert.toString(), 'CERT');
-  t.equal(config.listen.tls?.key.toString(), 'KEY');
+  t.equal(config.listen.tls?.cert.toString(), cert);
+  t.equal(config.listen.tls?.key.toString(), key);
   // The same text parsed with another baseDir cannot find c.pem.
   const problems = problemsOf(t, () => parseConfig(readFileSync(join(dir, 'gw.yaml'), 'utf8'), { env: {}, baseDir: FIXTURES }));
   t.strictSame(problems, [`listen.tls.certFile: cannot read ${join(FIXTURES, 'c.pem')} (ENOENT): the file must exist and be readable`]);
+});
+
+t.test('regression: --check rejects unusable TLS material (garbage PEM, key not matching the certificate)', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'gw-config-'));
+  t.teardown(() => { rmSync(dir, { recursive: true, force: true }); });
+  writeFileSync(join(dir, 'garbage.pem'), 'not a certificate');
+  const garbage = problemsOf(t, () => parseConfig(`listen:\n  tls:\n    certFile: garbage.pem\n    keyFile: garbage.pem\n${MINIMAL}`, { env: {}, baseDir: dir }));
+  t.equal(garbage.length, 1);
+  t.match(garbage[0], /^listen\.tls: the certificate and key cannot be used \([A-Z_]+\): certFile must be a PEM certificate chain and keyFile its matching PEM private key$/);
+  t.notMatch(garbage[0], /not a certificate/, 'file contents are not echoed');
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', '/CN=x', '-keyout', join(dir, 'other-key.pem'), '-out', join(dir, 'other-cert.pem')], { stdio: 'ignore' });
+  const mismatch = problemsOf(t, () => parseConfig(`listen:\n  tls:\n    certFile: ${join(FIXTURES, 'tls-cert.pem')}\n    keyFile: other-key.pem\n${MINIMAL}`, { env: {}, baseDir: dir }));
+  t.match(mismatch[0], /^listen\.tls: the certificate and key cannot be used/, 'a key that does not match the certificate');
+});
+
+t.test('regression: an empty MCP_GATEWAY_CONFIG falls back to ./gateway.yaml', async (t) => {
+  t.equal(resolveConfigPath(undefined, { MCP_GATEWAY_CONFIG: '' }), './gateway.yaml');
 });
 
 t.test('resolveConfigPath precedence: --config > MCP_GATEWAY_CONFIG > ./gateway.yaml', async (t) => {

@@ -71,6 +71,13 @@ function forgedRequest(): HeaderBag {
   };
 }
 
+/** Set by the gateway on every forwarded request (client IP from the socket, proto and host from publicUrl). */
+const FORWARDING = {
+  'x-forwarded-for': '192.0.2.7',
+  'x-forwarded-proto': 'https',
+  'x-forwarded-host': 'gw.example.com',
+};
+
 const UNTOUCHED = {
   host: 'gw.example.com',
   accept: 'application/json, text/event-stream',
@@ -82,11 +89,12 @@ const UNTOUCHED = {
 };
 
 t.test('default identity headers: credential and forged identity removed, verified identity set', async (t) => {
-  const rewrite = compileRequestHeaders(route());
+  const rewrite = compileRequestHeaders(route(), 'https://gw.example.com');
   const h = forgedRequest();
-  rewrite(h, principal());
+  rewrite(h, principal(), '192.0.2.7');
   t.strictSame(h, {
     ...UNTOUCHED,
+    ...FORWARDING,
     'x-user': 'admin',
     'x-client': 'forged',
     'x-scopes': 'admin:all',
@@ -114,7 +122,7 @@ t.test('renamed identity headers: default names are stripped too, claim headers 
       ['X-Empty-List', ['emptyList']],
       ['X-Deep', ['a', 'b', 'c']],
     ],
-  }));
+  }), 'https://gw.example.com');
   const h = forgedRequest();
   rewrite(h, principal({
     claims: {
@@ -128,9 +136,10 @@ t.test('renamed identity headers: default names are stripped too, claim headers 
       emptyList: [],
       a: { b: { c: 'deep' } },
     },
-  }));
+  }), '192.0.2.7');
   t.strictSame(h, {
     ...UNTOUCHED,
+    ...FORWARDING,
     'x-user': 'user-1',
     'x-client': 'client-1',
     'x-scopes': 'mcp:tools mcp:read',
@@ -171,9 +180,9 @@ t.test('claim values that cannot be header values are omitted, never forwarded f
   ];
   for (const row of rows) {
     t.test(row.name, async (t) => {
-      const rewrite = compileRequestHeaders(route({ claimHeaders: [['X-Claim', row.path]] }));
+      const rewrite = compileRequestHeaders(route({ claimHeaders: [['X-Claim', row.path]] }), 'https://gw.example.com');
       const h: HeaderBag = { 'x-claim': 'forged-by-client', accept: '*/*' };
-      rewrite(h, principal({ claims: row.claims }));
+      rewrite(h, principal({ claims: row.claims }), '192.0.2.7');
       t.notOk('x-claim' in h, 'header absent: neither the claim nor the forged value');
       t.equal(h.accept, '*/*');
       t.equal(h['x-forwarded-user'], 'user-1');
@@ -182,11 +191,12 @@ t.test('claim values that cannot be header values are omitted, never forwarded f
 });
 
 t.test('principal without a client id: the header is removed, not set', async (t) => {
-  const rewrite = compileRequestHeaders(route());
+  const rewrite = compileRequestHeaders(route(), 'https://gw.example.com');
   const h: HeaderBag = { 'x-forwarded-client-id': 'forged' };
-  rewrite(h, principal({ clientId: undefined }));
+  rewrite(h, principal({ clientId: undefined }), '192.0.2.7');
   t.notOk('x-forwarded-client-id' in h);
   t.strictSame(h, {
+    ...FORWARDING,
     'x-forwarded-user': 'user-1',
     'x-forwarded-scopes': 'mcp:tools mcp:read',
     'x-forwarded-issuer': 'https://as.example.com',
@@ -194,18 +204,18 @@ t.test('principal without a client id: the header is removed, not set', async (t
 });
 
 t.test('principal without scopes: the scopes header is empty', async (t) => {
-  const rewrite = compileRequestHeaders(route());
+  const rewrite = compileRequestHeaders(route(), 'https://gw.example.com');
   const h: HeaderBag = { 'x-forwarded-scopes': 'admin' };
-  rewrite(h, principal({ scopes: new Set() }));
+  rewrite(h, principal({ scopes: new Set() }), '192.0.2.7');
   t.equal(h['x-forwarded-scopes'], '');
 });
 
 t.test('a compiled rewriter is reusable across requests', async (t) => {
-  const rewrite = compileRequestHeaders(route({ claimHeaders: [['X-Email', ['email']]] }));
+  const rewrite = compileRequestHeaders(route({ claimHeaders: [['X-Email', ['email']]] }), 'https://gw.example.com');
   const h1: HeaderBag = {};
-  rewrite(h1, principal({ subject: 'one', claims: { email: 'one@example.com' } }));
+  rewrite(h1, principal({ subject: 'one', claims: { email: 'one@example.com' } }), undefined);
   const h2: HeaderBag = {};
-  rewrite(h2, principal({ subject: 'two', claims: {} }));
+  rewrite(h2, principal({ subject: 'two', claims: {} }), undefined);
   t.equal(h1['x-forwarded-user'], 'one');
   t.equal(h1['x-email'], 'one@example.com');
   t.equal(h2['x-forwarded-user'], 'two');
@@ -291,4 +301,17 @@ t.test('regression: response fields named in Connection are removed (RFC 9110 §
   rewriteResponseHeaders(h);
   t.notOk('connection' in h, 'Connection itself is removed');
   t.notOk('x-upstream-hop' in h, 'the connection-option it names is removed too');
+});
+
+t.test('regression: hop-by-hop, Expect and client-chosen forwarding headers are not forwarded', async (t) => {
+  const rewrite = compileRequestHeaders(route(), 'http://127.0.0.1:8080');
+  const h: HeaderBag = {
+    te: 'trailers', trailer: 'x', 'keep-alive': 'timeout=5', 'proxy-connection': 'keep-alive', upgrade: 'websocket', expect: '100-continue',
+    forwarded: 'for=6.6.6.6', 'x-forwarded-for': '6.6.6.6', 'x-forwarded-host': 'evil.example.com', 'x-forwarded-proto': 'https', 'x-real-ip': '6.6.6.6',
+  };
+  rewrite(h, principal(), '127.0.0.1');
+  for (const name of ['te', 'trailer', 'keep-alive', 'proxy-connection', 'upgrade', 'expect', 'forwarded', 'x-real-ip']) t.equal(h[name], undefined, `${name} removed`);
+  t.equal(h['x-forwarded-for'], '127.0.0.1', 'X-Forwarded-For is the peer address, not the client claim');
+  t.equal(h['x-forwarded-host'], '127.0.0.1:8080');
+  t.equal(h['x-forwarded-proto'], 'http');
 });
