@@ -28,8 +28,6 @@ export type GatewayErrorCode =
   | 'not_found'
   | 'method_not_allowed'
   | 'temporarily_unavailable'
-  | 'upstream_unreachable'
-  | 'upstream_timeout'
   | 'payload_too_large'
   | 'internal_error'
 

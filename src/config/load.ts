@@ -81,10 +81,23 @@ export function formatPath (path: ReadonlyArray<PropertyKey>): string {
 const ENV_RE = /\$\$\{|\$\{([^}]*)(\}|$)/g
 const ENV_NAME_RE = /^[A-Za-z_][A-Za-z0-9_]*$/
 
-/** Replace `${NAME}` in every string (after YAML parsing, so values cannot inject YAML structure). `$${` is a literal `${`. */
+const WHOLE_ENV_RE = /^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$/
+const SCALAR_RE = /^(?:-?\d+(?:\.\d+)?|true|false)$/
+
+/**
+ * Replace `${NAME}` in every string (after YAML parsing, so values cannot inject
+ * YAML structure). `$${` is a literal `${`. A value that is exactly one
+ * `${NAME}` whose value is a number or true/false takes that type, so
+ * `port: ${PORT}` works.
+ */
 function substituteEnv (value: unknown, env: Env, path: PropertyKey[], problems: string[]): unknown {
   if (typeof value === 'string') {
     if (!value.includes('${')) return value
+    const whole = WHOLE_ENV_RE.exec(value)
+    const wholeValue = whole === null ? undefined : env[whole[1]!]
+    if (wholeValue !== undefined && SCALAR_RE.test(wholeValue)) {
+      return wholeValue === 'true' ? true : wholeValue === 'false' ? false : Number(wholeValue)
+    }
     return value.replace(ENV_RE, (match, name: string | undefined, close: string | undefined) => {
       if (match === '$${') return '${'
       if (name === undefined || close !== '}' || !ENV_NAME_RE.test(name)) {

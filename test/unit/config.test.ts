@@ -441,3 +441,12 @@ t.test('regression: an unclosed ${ and an issuer with a query are errors', async
   const query = problemsOf(t, () => parse(MINIMAL.replace('issuer: https://as.example.com', 'issuer: https://as.example.com/?tenant=a')))
   t.same(query, ['authorizationServers[0].issuer: issuer has a query: an issuer identifier has no query or fragment (RFC 8414 §2)'])
 })
+
+t.test('a value that is exactly one ${NAME} takes the type of a numeric or boolean value', async (t) => {
+  const config = parse(`listen:\n  port: \${PORT}\n${MINIMAL}`, { PORT: '9090' })
+  t.equal(config.listen.port, 9090)
+  const text = parse(MINIMAL.replace('upstream: http://127.0.0.1:3001', 'upstream: http://127.0.0.1:${PORT}'), { PORT: '3002' })
+  t.equal(text.routes[0]!.upstreamOrigin, 'http://127.0.0.1:3002', 'embedded references stay text')
+  const bad = problemsOf(t, () => parse(`listen:\n  port: \${PORT}\n${MINIMAL}`, { PORT: 'eighty' }))
+  t.same(bad, ['listen.port: got a string: must be a number'])
+})
