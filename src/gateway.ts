@@ -11,7 +11,7 @@ import { createLogger } from './observability/logger.js'
 import { registerWellKnown } from './plugins/well-known.js'
 import { registerMcpRoute } from './plugins/mcp-route.js'
 import { registerHealth } from './plugins/health.js'
-import { publicErrorOf, sendError } from './plugins/http-errors.js'
+import { clientErrorResponse, publicErrorOf, sendError } from './plugins/http-errors.js'
 import { logRequest } from './plugins/request-log.js'
 
 export interface GatewayOptions {
@@ -42,6 +42,12 @@ export function createGateway (config: GatewayConfig, opts: GatewayOptions = {})
     bodyLimit: config.limits.maxBodyBytes,
     exposeHeadRoutes: false,
     return503OnClosing: true,
+    // HTTP parse errors: our body, then close; a reset socket needs nothing.
+    clientErrorHandler: (err: NodeJS.ErrnoException, socket) => {
+      if (err.code === 'ECONNRESET' || socket.destroyed) return
+      if (socket.writable) socket.write(clientErrorResponse(err.code))
+      socket.destroy()
+    },
     // Malformed URLs (bad percent-encoding) get our error body, not Fastify's, which echoes the path.
     frameworkErrors: (_err, request, reply) => {
       request.outcome = 'invalid_request'

@@ -34,3 +34,24 @@ export function publicErrorOf (err: unknown): { status: number, error: string, d
   }
   return { status: 500, error: 'internal_error', description: 'Internal gateway error' }
 }
+
+/**
+ * Answer HTTP parse errors (malformed requests, oversized headers, request
+ * timeouts) before any route runs, with our error body, then close the socket.
+ */
+export function clientErrorResponse (code: string | undefined): string {
+  let status = 400
+  let error = 'invalid_request'
+  let description = 'The HTTP request is malformed'
+  if (code === 'HPE_HEADER_OVERFLOW') {
+    status = 431
+    description = 'The request headers are too large'
+  } else if (code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+    status = 408
+    error = 'request_timeout'
+    description = 'The request was not received in time'
+  }
+  const body = JSON.stringify({ error, error_description: description })
+  const reason = status === 400 ? 'Bad Request' : status === 431 ? 'Request Header Fields Too Large' : 'Request Timeout'
+  return `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`
+}

@@ -171,3 +171,21 @@ t.test('no token appears in any log line', async (t) => {
     t.ok(outcomes.has(o), `outcome ${o} logged`)
   }
 })
+
+t.test('HTTP parse errors get our error body, then the connection closes', async (t) => {
+  const { connect } = await import('node:net')
+  const exchange = (raw: string): Promise<string> => new Promise((resolve, reject) => {
+    const url = new URL(gw.url)
+    const socket = connect(Number(url.port), url.hostname, () => { socket.write(raw) })
+    let data = ''
+    socket.on('data', (c: Buffer) => { data += c.toString() })
+    socket.on('close', () => { resolve(data) })
+    socket.on('error', reject)
+  })
+  const garbage = await exchange('NOT HTTP AT ALL\r\n\r\n')
+  t.match(garbage, /^HTTP\/1\.1 400 Bad Request\r\n/)
+  t.match(garbage, /\{"error":"invalid_request","error_description":"The HTTP request is malformed"\}$/)
+  const huge = await exchange(`GET /mcp HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`)
+  t.match(huge, /^HTTP\/1\.1 431 /)
+  t.match(huge, /"error_description":"The request headers are too large"/)
+})
