@@ -53,8 +53,12 @@ export const DEFAULT_UPSTREAM_HEADERS_TIMEOUT_SECONDS = 300
  * open for hours but the SDK servers send keep-alives, so only true silence trips it.
  */
 export const DEFAULT_UPSTREAM_IDLE_TIMEOUT_SECONDS = 300
-/** Keep-alive connections kept per upstream. */
-export const DEFAULT_UPSTREAM_CONNECTIONS = 128
+/**
+ * Connections per upstream: unlimited. Every open SSE stream (the GET stream,
+ * legacy /sse, a streaming POST) holds one for its whole life, so a cap would
+ * queue new tool calls behind idle streams.
+ */
+export const DEFAULT_UPSTREAM_CONNECTIONS = null
 
 /** On SIGTERM/SIGINT, in-flight requests get this long to finish before sockets are closed. */
 export const DEFAULT_SHUTDOWN_TIMEOUT_SECONDS = 10

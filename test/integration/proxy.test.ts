@@ -348,6 +348,24 @@ t.test('a client disconnect aborts the upstream request', async (t) => {
   t.ok(gw.requestLogs().some((l) => l.outcome === 'client_closed' && l.path === '/raw/slow'), 'the aborted request still gets its log line')
 })
 
+t.test('regression: many open SSE streams do not queue new requests behind them', async (t) => {
+  // /plain has the default idle timeout: these streams stay open (one event, then 10 s of silence).
+  const token = await tokenFor('/plain')
+  const controllers: AbortController[] = []
+  const within = async <T>(p: Promise<T>, ms: number): Promise<T | 'timeout'> =>
+    await Promise.race([p, new Promise<'timeout'>((resolve) => setTimeout(() => { resolve('timeout') }, ms))])
+  const opened = await within(Promise.all(Array.from({ length: 150 }, async () => {
+    const ac = new AbortController()
+    controllers.push(ac)
+    const res = await fetch(`${gw.url}/plain/ticks?n=2&interval=10000`, { headers: { authorization: `Bearer ${token}` }, signal: ac.signal })
+    return res.status
+  })), 5000)
+  t.teardown(() => { for (const ac of controllers) ac.abort() })
+  t.ok(opened !== 'timeout' && opened.every((s) => s === 200), '150 long-lived streams open at once')
+  const call = await within(fetch(`${gw.url}/plain/headers`, { method: 'POST', headers: mcpHeaders(token), body: '{"id":1}' }).then((r) => r.status), 2000)
+  t.equal(call, 200, 'a tool call is not queued behind the streams')
+})
+
 t.test('one log line per request with the required fields', async (t) => {
   const logs = gw.requestLogs()
   t.ok(logs.length > 20)
