@@ -25,13 +25,13 @@ export function rewriteEndpoint (data: string, upstreamOrigin: string, upstreamP
 }
 
 /**
- * A pass-through Transform that rewrites the data of the first SSE event if it
- * is an `endpoint` event, then stops looking. It holds back at most
- * `maxScanBytes` while waiting for the first complete event.
+ * Rewrites the data of the first SSE event if it is an `endpoint` event, then
+ * passes everything through untouched. It holds back at most `maxScanBytes`
+ * while waiting for the first complete event. Works on bytes: a chunk may end
+ * inside a multi-byte character.
  */
-export class EndpointRewriter extends Transform {
+export class EndpointScanner {
   #done = false
-  // Bytes, not strings: a chunk may end inside a multi-byte character.
   #pending: Buffer = Buffer.alloc(0)
   readonly #rewrite: (data: string) => string | undefined
   readonly #maxScanBytes: number
@@ -39,23 +39,21 @@ export class EndpointRewriter extends Transform {
   endpoint: string | undefined
 
   constructor (rewrite: (data: string) => string | undefined, maxScanBytes: number) {
-    super()
     this.#rewrite = rewrite
     this.#maxScanBytes = maxScanBytes
   }
 
-  override _transform (chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    if (this.#done) {
-      cb(null, chunk)
-      return
-    }
+  /** Feed a chunk; returns the bytes to emit now (possibly none). */
+  write (chunk: Buffer): Buffer | undefined {
+    if (this.#done) return chunk
     this.#pending = this.#pending.length === 0 ? chunk : Buffer.concat([this.#pending, chunk])
+    const out: Buffer[] = []
     for (;;) {
       const end = eventEnd(this.#pending)
       if (end === -1) {
         if (this.#pending.length > this.#maxScanBytes) {
           this.#done = true
-          this.push(this.#pending)
+          out.push(this.#pending)
           this.#pending = Buffer.alloc(0)
         }
         break
@@ -65,23 +63,24 @@ export class EndpointRewriter extends Transform {
       const text = event.toString('utf8')
       if (isCommentOnly(text)) {
         // Keep-alive comments before the first event: pass them on and keep looking.
-        this.push(event)
+        out.push(event)
         this.#pending = rest
         continue
       }
       this.#done = true
       this.#pending = Buffer.alloc(0)
-      this.push(this.#rewriteEvent(text))
-      if (rest.length > 0) this.push(rest)
+      out.push(Buffer.from(this.#rewriteEvent(text), 'utf8'))
+      if (rest.length > 0) out.push(rest)
       break
     }
-    cb()
+    return out.length === 0 ? undefined : out.length === 1 ? out[0] : Buffer.concat(out)
   }
 
-  override _flush (cb: TransformCallback): void {
-    if (this.#pending.length > 0) this.push(this.#pending)
+  /** The stream ended: whatever was held back. */
+  end (): Buffer | undefined {
+    const rest = this.#pending
     this.#pending = Buffer.alloc(0)
-    cb()
+    return rest.length > 0 ? rest : undefined
   }
 
   #rewriteEvent (event: string): string {
@@ -95,6 +94,30 @@ export class EndpointRewriter extends Transform {
       this.endpoint = rewritten
       return `data: ${rewritten}`
     }).join(eol)
+  }
+}
+
+/** {@link EndpointScanner} as a Transform stream. */
+export class EndpointRewriter extends Transform {
+  readonly #scanner: EndpointScanner
+
+  constructor (rewrite: (data: string) => string | undefined, maxScanBytes: number) {
+    super()
+    this.#scanner = new EndpointScanner(rewrite, maxScanBytes)
+  }
+
+  /** The rewritten endpoint, once seen. */
+  get endpoint (): string | undefined {
+    return this.#scanner.endpoint
+  }
+
+  override _transform (chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    const out = this.#scanner.write(chunk)
+    cb(null, out)
+  }
+
+  override _flush (cb: TransformCallback): void {
+    cb(null, this.#scanner.end())
   }
 }
 

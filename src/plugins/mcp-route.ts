@@ -2,9 +2,7 @@
  * One protected MCP route: path guard → authenticate (onRequest, before any
  * body is read) → forward to the upstream with identity headers, streaming.
  */
-import { pipeline } from 'node:stream'
 import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestHookHandler, RouteHandlerMethod } from 'fastify'
-import replyFrom from '@fastify/reply-from'
 import type { RouteConfig } from '../config/types.js'
 import { GatewayError, InvalidTokenError, TemporarilyUnavailableError, InvalidRequestError } from '../errors.js'
 import type { Authenticator, RouteAuth } from '../auth/authenticator.js'
@@ -12,10 +10,10 @@ import type { Principal } from '../auth/principal.js'
 import { authorizationValues, extractCredential } from '../auth/bearer.js'
 import { RouteChallenges } from '../metadata/challenge.js'
 import { checkPath, queryDecodable, splitUrl } from '../proxy/paths.js'
-import { compileRequestHeaders, identityRepresentable, rewriteResponseHeaders, type HeaderBag } from '../proxy/headers.js'
-import { classifyUpstreamError, createUpstreamClient, kAbortSignal } from '../proxy/upstream.js'
-import { EndpointRewriter, rewriteEndpoint } from '../mcp/sse.js'
-import { JSONRPC_UPSTREAM_TIMEOUT, JSONRPC_UPSTREAM_UNREACHABLE, jsonRpcError, requestIdOf } from '../mcp/jsonrpc.js'
+import { compileRequestHeaders, identityRepresentable } from '../proxy/headers.js'
+import { createUpstreamPool } from '../proxy/upstream.js'
+import { forward } from '../proxy/forwarder.js'
+import { EndpointScanner, rewriteEndpoint } from '../mcp/sse.js'
 import { MAX_SSE_ENDPOINT_SCAN_BYTES } from '../config/defaults.js'
 import { sendError } from './http-errors.js'
 import { logRequest } from './request-log.js'
@@ -35,6 +33,8 @@ const PROXIED_METHODS = ['GET', 'HEAD', 'POST', 'DELETE', 'PUT', 'PATCH'] as con
 /** Headers a browser-based MCP client needs to send and to read (MCP transports; SDK CORS example). */
 const CORS_ALLOW_HEADERS = 'Authorization, Content-Type, Accept, Mcp-Session-Id, MCP-Protocol-Version, Last-Event-ID, Mcp-Method, Mcp-Name, Mcp-Param-*'
 const CORS_EXPOSE_HEADERS = 'WWW-Authenticate, Mcp-Session-Id, MCP-Protocol-Version'
+/** Added to proxied responses unless the upstream set its own. Bearer tokens, not cookies: `*` grants no ambient authority. */
+const CORS_RESPONSE_HEADERS = ['access-control-allow-origin', '*', 'access-control-expose-headers', CORS_EXPOSE_HEADERS] as const
 
 export interface McpRouteDeps {
   readonly route: RouteConfig
@@ -51,7 +51,7 @@ export function registerMcpRoute (app: FastifyInstance, deps: McpRouteDeps): voi
   const requiredScopes = route.scopes
   const insufficientChallenge = challenges.insufficientScope(requiredScopes, 'The access token lacks a scope this route requires')
   const rewriteRequestHeaders = compileRequestHeaders(route, deps.publicUrl)
-  const client = createUpstreamClient(route)
+  const pool = createUpstreamPool(route)
   const routeConfig = { gwRouteId: route.id, kind: 'mcp' }
 
   const reject = (request: FastifyRequest, reply: FastifyReply, err: unknown): void => {
@@ -137,88 +137,39 @@ export function registerMcpRoute (app: FastifyInstance, deps: McpRouteDeps): voi
       .send()
   }
 
-  const forward: RouteHandlerMethod = function (request, reply) {
-    const principal = request.principal!
-    const q = request.url.indexOf('?')
-    const path = q === -1 ? request.url : request.url.slice(0, q)
-    const rest = path.slice(route.path.length)
-    let source = route.upstreamPath + rest
-    if (source === '') source = '/'
-    if (q !== -1) source += request.url.slice(q)
+  const makeScanner = (): EndpointScanner => new EndpointScanner((data) => rewriteEndpoint(data, route.upstreamOrigin, route.upstreamPath, route.path), MAX_SSE_ENDPOINT_SCAN_BYTES)
 
-    // Abort the upstream request when the client goes away before the response is complete.
-    const abort = new AbortController()
-    reply.raw.once('close', () => {
-      if (!reply.raw.writableFinished) {
-        abort.abort()
-        logRequest(request, reply, true)
+  const forwardRequest: RouteHandlerMethod = function (request, reply) {
+    const principal = request.principal!
+    const url = request.url
+    const q = url.indexOf('?')
+    let path = route.upstreamPath + (q === -1 ? url : url.slice(0, q)).slice(route.path.length)
+    if (path === '') path = '/'
+    if (q !== -1) path += url.slice(q)
+    const raw = request.raw
+    const body = request.body
+    // The gateway writes the response itself; Fastify still runs onResponse (the log line) on finish.
+    reply.hijack()
+    forward(pool, raw, reply.raw, {
+      path,
+      method: request.method,
+      headers: rewriteRequestHeaders.raw(raw.rawHeaders, principal, raw.socket.remoteAddress),
+      body: Buffer.isBuffer(body) ? body : undefined,
+      extraResponseHeaders: CORS_RESPONSE_HEADERS,
+      sseRewriter: request.method === 'GET' ? makeScanner : undefined,
+      onEnd: (outcome, failure, code) => {
+        request.outcome = outcome
+        if (outcome === 'upstream_error') request.log.warn({ route: route.id, failure, code }, 'upstream request failed')
+        // A response that never finishes gets no onResponse: log the abort here.
+        else if (outcome === 'client_closed') logRequest(request, reply, true)
       }
     })
-
-    const body = request.body
-    const opts: Parameters<FastifyReply['from']>[1] = {
-      rewriteRequestHeaders: (_req, headers) => {
-        rewriteRequestHeaders(headers as HeaderBag, principal, request.raw.socket.remoteAddress)
-        ;(headers as Record<symbol, unknown>)[kAbortSignal] = abort.signal
-        return headers
-      },
-      rewriteHeaders: (headers) => {
-        rewriteResponseHeaders(headers as HeaderBag)
-        return headers
-      },
-      onResponse: (req, rep, res) => {
-        request.outcome = 'ok'
-        const ct = (res as unknown as { headers: Record<string, unknown> }).headers['content-type']
-        const sse = typeof ct === 'string' && ct.toLowerCase().startsWith('text/event-stream')
-        const stream = (res as unknown as { stream: NodeJS.ReadableStream }).stream
-        if (sse && req.method === 'GET') {
-          const rewriter = new EndpointRewriter((data) => rewriteEndpoint(data, route.upstreamOrigin, route.upstreamPath, route.path), MAX_SSE_ENDPOINT_SCAN_BYTES)
-          pipeline(stream, rewriter, () => { /* errors end the response; nothing to add */ })
-          void rep.send(rewriter)
-        } else {
-          void rep.send(stream)
-        }
-      },
-      onError: (rep, { error }) => {
-        const kind = classifyUpstreamError(error)
-        if (kind === 'aborted' || abort.signal.aborted) {
-          request.outcome = 'client_closed'
-          void sendError(rep as FastifyReply, 499, 'client_closed', 'The client closed the request')
-          return
-        }
-        request.outcome = 'upstream_error'
-        request.log.warn({ route: route.id, failure: kind, code: (error as { cause?: { code?: string } }).cause?.code }, 'upstream request failed')
-        const timeout = kind === 'timeout'
-        void (rep as FastifyReply)
-          .code(timeout ? 504 : 502)
-          .header('content-type', 'application/json; charset=utf-8')
-          .send(jsonRpcError(
-            requestIdOf(body),
-            timeout ? JSONRPC_UPSTREAM_TIMEOUT : JSONRPC_UPSTREAM_UNREACHABLE,
-            timeout ? 'The upstream MCP server did not respond in time' : 'The upstream MCP server is unreachable'
-          ))
-      },
-      // Never retry: a repeated POST could run a tool twice.
-      retryDelay: () => null
-    }
-    if (Buffer.isBuffer(body)) {
-      opts.body = body
-      opts.contentType = request.headers['content-type'] ?? 'application/octet-stream'
-    }
-    return reply.from(source, opts)
   }
 
-  app.register(async (scope) => {
-    await scope.register(replyFrom, {
-      base: route.upstreamOrigin,
-      undici: client as never,
-      disableCache: true,
-      disableRequestLogging: true
-    })
-    scope.addHook('onClose', async () => { await client.close() })
-    for (const url of [route.path, route.path + '/*']) {
-      scope.route({ method: [...PROXIED_METHODS], url, onRequest: authenticate, handler: forward, config: routeConfig })
-      scope.route({ method: 'OPTIONS', url, handler: preflight, config: routeConfig })
-    }
-  })
+  // Server already closed when this runs: cut what is left (SSE streams would hold close() forever).
+  app.addHook('onClose', async () => { await pool.destroy() })
+  for (const url of [route.path, route.path + '/*']) {
+    app.route({ method: [...PROXIED_METHODS], url, onRequest: authenticate, handler: forwardRequest, config: routeConfig })
+    app.route({ method: 'OPTIONS', url, handler: preflight, config: routeConfig })
+  }
 }

@@ -38,8 +38,19 @@ function claimValue (claims: Readonly<Record<string, unknown>>, path: readonly s
   return out !== undefined && SAFE_VALUE_RE.test(out) ? out : undefined
 }
 
-/** Rewrites request headers in place for one route. `clientIp` is the peer address of the client connection. */
-export type RequestHeaderRewriter = (headers: HeaderBag, principal: Principal, clientIp: string | undefined) => void
+/**
+ * Request-header rewriting for one route, compiled once. Two forms share one
+ * strip list and one identity builder: `raw` builds the flat header list sent
+ * upstream from Node's `rawHeaders` (the hot path); calling the function itself
+ * rewrites a header object in place.
+ */
+export interface RequestHeaderRewriter {
+  (headers: HeaderBag, principal: Principal, clientIp: string | undefined): void
+  raw: (rawHeaders: readonly string[], principal: Principal, clientIp: string | undefined) => string[]
+}
+
+/** Never copied from the client's raw headers: the proxy sets them (host, framing) or they are hop-by-hop. */
+const NOT_COPIED = ['host', 'connection', 'content-length', 'transfer-encoding']
 
 export function compileRequestHeaders (route: RouteConfig, publicUrl: string): RequestHeaderRewriter {
   const pub = new URL(publicUrl)
@@ -58,23 +69,51 @@ export function compileRequestHeaders (route: RouteConfig, publicUrl: string): R
     sub, cid, scp, iss,
     ...claimHeaders.map(([h]) => h)
   ])]
+  const notCopied = new Set([...strip, ...NOT_COPIED])
 
-  return (headers, principal, clientIp) => {
-    for (let i = 0; i < strip.length; i++) delete headers[strip[i]!]
-    // The gateway is the client's first trusted hop: the chain starts here.
-    if (clientIp !== undefined) headers['x-forwarded-for'] = clientIp
-    headers['x-forwarded-proto'] = forwardedProto
-    headers['x-forwarded-host'] = forwardedHost
-    headers[sub] = principal.subject
-    if (principal.clientId !== undefined) headers[cid] = principal.clientId
-    headers[scp] = principal.scopeString
-    headers[iss] = principal.issuer
+  /** The headers the gateway sets, as a flat [name, value, …] list appended to `out`. */
+  const identity = (out: string[], principal: Principal, clientIp: string | undefined): void => {
+    // The gateway is the client's first trusted hop: the forwarding chain starts here.
+    if (clientIp !== undefined) out.push('x-forwarded-for', clientIp)
+    out.push('x-forwarded-proto', forwardedProto, 'x-forwarded-host', forwardedHost, sub, principal.subject)
+    if (principal.clientId !== undefined) out.push(cid, principal.clientId)
+    out.push(scp, principal.scopeString, iss, principal.issuer)
     for (let i = 0; i < claimHeaders.length; i++) {
       const [h, path] = claimHeaders[i]!
       const v = claimValue(principal.claims, path)
-      if (v !== undefined) headers[h] = v
+      if (v !== undefined) out.push(h, v)
     }
   }
+
+  const rewrite = ((headers: HeaderBag, principal: Principal, clientIp: string | undefined): void => {
+    for (let i = 0; i < strip.length; i++) delete headers[strip[i]!]
+    const set: string[] = []
+    identity(set, principal, clientIp)
+    for (let i = 0; i < set.length; i += 2) headers[set[i]!] = set[i + 1]
+  }) as RequestHeaderRewriter
+
+  rewrite.raw = (rawHeaders, principal, clientIp) => {
+    const out: string[] = []
+    let connectionNamed: string | undefined
+    for (let i = 0; i < rawHeaders.length; i += 2) {
+      const lower = rawHeaders[i]!.toLowerCase()
+      if (lower === 'connection') connectionNamed = connectionNamed === undefined ? rawHeaders[i + 1]! : `${connectionNamed},${rawHeaders[i + 1]!}`
+      if (notCopied.has(lower)) continue
+      out.push(lower, rawHeaders[i + 1]!)
+    }
+    // Fields the client named in Connection are hop-by-hop (RFC 9110 §7.6.1); drop them before identity is added.
+    const kept = connectionNamed === undefined ? out : withoutNamed(out, connectionNamed)
+    identity(kept, principal, clientIp)
+    return kept
+  }
+  return rewrite
+}
+
+function withoutNamed (headers: string[], connection: string): string[] {
+  const named = new Set(connection.split(',').map((n) => n.trim().toLowerCase()))
+  const out: string[] = []
+  for (let i = 0; i < headers.length; i += 2) if (!named.has(headers[i]!)) out.push(headers[i]!, headers[i + 1]!)
+  return out
 }
 
 /** True when the principal's identity can be sent as header values. */

@@ -253,9 +253,10 @@ t.test('EndpointRewriter: bytes are released as soon as the first event is compl
   r.write(Buffer.from('event: endpoint\n'));
   t.strictSame(seen, [], 'held back while the first event is incomplete');
   r.write(Buffer.from('data: /m\n\nda'));
-  t.strictSame(seen, ['event: endpoint\ndata: /gw/m\n\n', 'da']);
+  t.equal(seen.join(''), 'event: endpoint\ndata: /gw/m\n\nda', 'released with the rest of the chunk');
   r.write(Buffer.from('ta: z\n\n'));
-  t.strictSame(seen, ['event: endpoint\ndata: /gw/m\n\n', 'da', 'ta: z\n\n'], 'after the first event, chunks pass straight through');
+  t.equal(seen.at(-1), 'ta: z\n\n', 'after the first event, chunks pass straight through');
+  t.equal(seen.join(''), 'event: endpoint\ndata: /gw/m\n\ndata: z\n\n');
   t.equal(r.endpoint, '/gw/m');
   r.end();
 });
