@@ -8,7 +8,7 @@ import { InvalidTokenError } from '../errors.js'
 import type { GatewayConfig, RouteConfig } from '../config/types.js'
 import { IssuerVerifier, type VerifierLogger, type VerifierOptions } from './jwt.js'
 import { principalFromClaims, type Principal } from './principal.js'
-import { TokenCache, tokenKey } from './token-cache.js'
+import { TokenCache } from './token-cache.js'
 
 /** Audience values accepted for a resource: as written, and with the trailing slash added or removed. */
 export function audienceVariants (values: readonly string[]): string[] {
@@ -24,22 +24,23 @@ export function audienceVariants (values: readonly string[]): string[] {
 
 /** Per-route authentication handle, compiled once. */
 export interface RouteAuth {
-  /** Cache namespace: tokens verified for one route's audiences are not valid for another's. */
-  readonly cachePrefix: string
+  /** Verified tokens for this route: a token verified for one route's audiences is not valid for another's. */
+  readonly cache: TokenCache
   /** Accepted audiences for each issuer. */
   readonly audiences: ReadonlyMap<string, readonly string[]>
 }
 
 export class Authenticator {
   readonly verifiers: ReadonlyMap<string, IssuerVerifier>
-  readonly cache: TokenCache
+  readonly #caches: TokenCache[] = []
   readonly #maxTokenBytes: number
+  readonly #maxEntries: number
 
   constructor (config: GatewayConfig, log: VerifierLogger, opts?: VerifierOptions) {
     const verifiers = new Map<string, IssuerVerifier>()
     for (const as of config.authorizationServers) verifiers.set(as.issuer, new IssuerVerifier(as, log, opts))
     this.verifiers = verifiers
-    this.cache = new TokenCache(config.tokenCache.maxEntries)
+    this.#maxEntries = config.tokenCache.maxEntries
     this.#maxTokenBytes = config.limits.maxTokenBytes
   }
 
@@ -49,7 +50,7 @@ export class Authenticator {
 
   stop (): void {
     for (const v of this.verifiers.values()) v.stop()
-    this.cache.clear()
+    for (const c of this.#caches) c.clear()
   }
 
   /** True once every issuer's metadata and keys have loaded. */
@@ -58,27 +59,37 @@ export class Authenticator {
     return true
   }
 
+  /** Cache hits and misses over all routes. */
+  get cacheStats (): { hits: number, misses: number, size: number } {
+    let hits = 0
+    let misses = 0
+    let size = 0
+    for (const c of this.#caches) { hits += c.hits; misses += c.misses; size += c.size }
+    return { hits, misses, size }
+  }
+
   whenReady (): Promise<void> {
     return Promise.all([...this.verifiers.values()].map(async (v) => await v.whenReady())).then(() => undefined)
   }
 
-  compileRoute (route: RouteConfig, index: number): RouteAuth {
+  compileRoute (route: RouteConfig): RouteAuth {
     const audiences = new Map<string, readonly string[]>()
     for (const v of this.verifiers.values()) {
       audiences.set(v.config.issuer, Object.freeze(audienceVariants(v.config.audience ?? [route.resource])))
     }
-    return { cachePrefix: `${index}:`, audiences }
+    const cache = new TokenCache(this.#maxEntries)
+    this.#caches.push(cache)
+    return { cache, audiences }
   }
 
   /** Cache hit, or undefined. Synchronous so the common case costs no promise. */
-  cached (route: RouteAuth, token: string, nowMs: number): { key: string, principal: Principal | undefined } {
+  cached (route: RouteAuth, token: string, nowMs: number): Principal | undefined {
     if (token.length > this.#maxTokenBytes) throw new InvalidTokenError('too_large')
-    const key = route.cachePrefix + tokenKey(token)
-    return { key, principal: this.cache.get(key, nowMs) }
+    return route.cache.get(token, nowMs)
   }
 
   /** Full verification on a cache miss; caches the result. */
-  async verify (route: RouteAuth, token: string, key: string): Promise<Principal> {
+  async verify (route: RouteAuth, token: string): Promise<Principal> {
     let iss: unknown
     try {
       iss = decodeJwt(token).iss
@@ -91,7 +102,7 @@ export class Authenticator {
     if (verifier === undefined || audiences === undefined) throw new InvalidTokenError('unknown_issuer')
     const { payload } = await verifier.verify(token, audiences)
     const principal = principalFromClaims(payload, verifier.config.issuer)
-    this.cache.set(key, principal, Date.now())
+    route.cache.set(token, principal, Date.now())
     return principal
   }
 }

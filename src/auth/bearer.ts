@@ -37,9 +37,10 @@ function hasQueryToken (query: string): boolean {
 /**
  * @param authorization every Authorization header value, in order (Node keeps only the first in `headers`, so pass them from `rawHeaders`)
  * @param query the raw query string without `?`, or '' when none
+ * @param checkSyntax check the token against the RFC 6750 b64token syntax; the hot path skips it for tokens already in the verified cache, which passed it before, and calls {@link checkTokenSyntax} on a miss
  * @throws InvalidRequestError on a malformed or duplicated credential
  */
-export function extractCredential (authorization: readonly string[], query: string): Credential {
+export function extractCredential (authorization: readonly string[], query: string, checkSyntax = true): Credential {
   if (query !== '' && hasQueryToken(query)) {
     throw new InvalidRequestError('Access tokens must be sent in the Authorization header, not in the query string')
   }
@@ -54,10 +55,15 @@ export function extractCredential (authorization: readonly string[], query: stri
   if (scheme.toLowerCase() !== 'bearer') return value === '' ? NONE : OTHER
   const token = sp === -1 ? '' : value.slice(sp + 1).trim()
   if (token === '') throw new InvalidRequestError('The Bearer credential is empty')
+  if (checkSyntax) checkTokenSyntax(token)
+  return { kind: 'bearer', token }
+}
+
+/** RFC 6750 §2.1: a bearer token is one b64token. @throws InvalidRequestError */
+export function checkTokenSyntax (token: string): void {
   if (!B64TOKEN_RE.test(token)) {
     throw new InvalidRequestError(token.includes(' ') || token.includes(',') ? 'More than one Bearer token was sent' : 'The Bearer credential is not a valid token')
   }
-  return { kind: 'bearer', token }
 }
 
 /** All values of the Authorization header from Node's `rawHeaders` (name/value pairs). */

@@ -1,11 +1,16 @@
 /**
- * Bounded LRU of verified principals, keyed by a hash of the token so that no
- * token is held in memory longer than the request. No entry outlives its `exp`.
+ * Bounded LRU of verified principals, keyed by the exact token string. No
+ * entry outlives its `exp`.
+ *
+ * Exact-match keys, not hashes: V8 hashes a string key natively, while a
+ * SHA-256 per request was measurable on the hot path (BENCHMARKS.md). Tokens
+ * are already in this process's memory as request headers; nothing here is
+ * shared or persisted. `tokenKey` remains for stores outside the process.
  */
 import { createHash } from 'node:crypto'
 import type { Principal } from './principal.js'
 
-/** SHA-256 of the token, base64url. The cache never stores the token itself. */
+/** SHA-256 of the token, base64url: the key for any store outside the process (never the token itself). */
 export function tokenKey (token: string): string {
   return createHash('sha256').update(token).digest('base64url')
 }

@@ -182,7 +182,7 @@ function formatIssues (issues: readonly z.core.$ZodIssue[], root?: unknown, pref
         const got = valueAt(root, path)
         if (root !== undefined && got === undefined) out.push(`${where}: missing: this key is required`)
         // zod 4 reports .int() failures as invalid_type with expected "int"; the schema's own message says it better.
-        else if (issue.expected === 'int') out.push(`${where}: ${issue.message.includes(': ') ? issue.message : 'not an integer: must be an integer'}`)
+        else if (issue.expected === 'int') out.push(`${where}: ${issue.message.startsWith('Invalid input') ? 'not an integer: must be an integer' : issue.message}`)
         else out.push(`${where}: got ${root === undefined ? 'a wrong type' : typeName(got)}: ${TYPE_RULES[issue.expected] ?? `must be ${issue.expected}`}`)
         break
       }
@@ -311,6 +311,9 @@ function normalise (raw: RawConfig, baseDir: string): GatewayConfig {
     if (r.scopes.length === 0) warnings.push(`routes[${i}] (${r.path}) requires no scopes: any valid token for its resource is accepted`)
     const identity = [r.identityHeaders.subject, r.identityHeaders.clientId, r.identityHeaders.scopes, r.identityHeaders.issuer].map((h) => h.toLowerCase())
     const claims = r.claimHeaders.map(([h]) => h.toLowerCase())
+    if (new Set(claims).size !== claims.length) {
+      problems.push(`routes[${i}].claims: two claim headers differ only in case: header names are case-insensitive, so each must be distinct`)
+    }
     if (new Set(identity).size !== identity.length) {
       problems.push(`routes[${i}].identityHeaders: a header name is used twice: each identity header needs its own name`)
     }

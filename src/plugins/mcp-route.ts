@@ -7,7 +7,7 @@ import type { RouteConfig } from '../config/types.js'
 import { GatewayError, InvalidTokenError, TemporarilyUnavailableError, InvalidRequestError } from '../errors.js'
 import type { Authenticator, RouteAuth } from '../auth/authenticator.js'
 import type { Principal } from '../auth/principal.js'
-import { authorizationValues, extractCredential } from '../auth/bearer.js'
+import { authorizationValues, checkTokenSyntax, extractCredential } from '../auth/bearer.js'
 import { RouteChallenges } from '../metadata/challenge.js'
 import { checkPath, queryDecodable, splitUrl } from '../proxy/paths.js'
 import { compileRequestHeaders, identityRepresentable } from '../proxy/headers.js'
@@ -44,9 +44,14 @@ export interface McpRouteDeps {
   readonly publicUrl: string
 }
 
+/** Error responses of a route are readable by browser clients (they need WWW-Authenticate). */
+function sendRouteError (reply: FastifyReply, status: number, error: string, description: string): FastifyReply {
+  return sendError(reply.header('access-control-allow-origin', '*').header('access-control-expose-headers', CORS_EXPOSE_HEADERS), status, error, description)
+}
+
 export function registerMcpRoute (app: FastifyInstance, deps: McpRouteDeps): void {
   const { route, authenticator } = deps
-  const routeAuth: RouteAuth = authenticator.compileRoute(route, deps.index)
+  const routeAuth: RouteAuth = authenticator.compileRoute(route)
   const challenges = new RouteChallenges(route.resourceMetadataUrl, route.scopes)
   const requiredScopes = route.scopes
   const insufficientChallenge = challenges.insufficientScope(requiredScopes, 'The access token lacks a scope this route requires')
@@ -57,21 +62,21 @@ export function registerMcpRoute (app: FastifyInstance, deps: McpRouteDeps): voi
   const reject = (request: FastifyRequest, reply: FastifyReply, err: unknown): void => {
     if (err instanceof InvalidRequestError) {
       request.outcome = 'invalid_request'
-      void sendError(reply.header('www-authenticate', challenges.withError('invalid_request', err.publicDescription)), 400, err.code, err.publicDescription)
+      void sendRouteError(reply.header('www-authenticate', challenges.withError('invalid_request', err.publicDescription)), 400, err.code, err.publicDescription)
     } else if (err instanceof InvalidTokenError) {
       request.outcome = `invalid_token:${err.reason}`
-      void sendError(reply.header('www-authenticate', challenges.withError('invalid_token', err.publicDescription)), 401, err.code, err.publicDescription)
+      void sendRouteError(reply.header('www-authenticate', challenges.withError('invalid_token', err.publicDescription)), 401, err.code, err.publicDescription)
     } else if (err instanceof TemporarilyUnavailableError) {
       request.outcome = 'unavailable'
-      request.log.warn({ detail: err.detail }, 'token validation unavailable')
-      void sendError(reply.header('retry-after', String(err.retryAfterSeconds)), 503, err.code, err.publicDescription)
+      request.log.warn({ reqId: request.id, detail: err.detail }, 'token validation unavailable')
+      void sendRouteError(reply.header('retry-after', String(err.retryAfterSeconds)), 503, err.code, err.publicDescription)
     } else if (err instanceof GatewayError) {
       request.outcome = err.code
-      void sendError(reply, err.status, err.code, err.publicDescription)
+      void sendRouteError(reply, err.status, err.code, err.publicDescription)
     } else {
       request.outcome = 'internal_error'
-      request.log.error({ err }, 'authentication failed unexpectedly')
-      void sendError(reply, 500, 'internal_error', 'Internal gateway error')
+      request.log.error({ reqId: request.id, err }, 'authentication failed unexpectedly')
+      void sendRouteError(reply, 500, 'internal_error', 'Internal gateway error')
     }
   }
 
@@ -80,7 +85,7 @@ export function registerMcpRoute (app: FastifyInstance, deps: McpRouteDeps): voi
       if (!principal.scopes.has(requiredScopes[i]!)) {
         request.principal = principal
         request.outcome = 'insufficient_scope'
-        void sendError(reply.header('www-authenticate', insufficientChallenge), 403, 'insufficient_scope', 'The access token lacks a scope this route requires')
+        void sendRouteError(reply.header('www-authenticate', insufficientChallenge), 403, 'insufficient_scope', 'The access token lacks a scope this route requires')
         return
       }
     }
@@ -93,31 +98,32 @@ export function registerMcpRoute (app: FastifyInstance, deps: McpRouteDeps): voi
   }
 
   const authenticate: onRequestHookHandler = (request, reply, done) => {
-    reply.header('access-control-allow-origin', '*').header('access-control-expose-headers', CORS_EXPOSE_HEADERS)
     const { path, query } = splitUrl(request.url)
     const problem = checkPath(path) ?? (queryDecodable(query) ? undefined : 'bad_encoding')
     if (problem !== undefined) {
       request.outcome = problem === 'bad_encoding' ? 'invalid_request' : 'not_found'
       void (problem === 'bad_encoding'
-        ? sendError(reply, 400, 'invalid_request', 'The request URL is not validly percent-encoded')
-        : sendError(reply, 404, 'not_found', 'No route matches this path'))
+        ? sendRouteError(reply, 400, 'invalid_request', 'The request URL is not validly percent-encoded')
+        : sendRouteError(reply, 404, 'not_found', 'No route matches this path'))
       return
     }
     let token: string
     try {
-      const cred = extractCredential(authorizationValues(request.raw.rawHeaders), query)
+      const cred = extractCredential(authorizationValues(request.raw.rawHeaders), query, false)
       if (cred.kind !== 'bearer') {
         request.outcome = 'no_token'
-        void sendError(reply.header('www-authenticate', challenges.noToken), 401, 'unauthorized', 'An access token is required')
+        void sendRouteError(reply.header('www-authenticate', challenges.noToken), 401, 'unauthorized', 'An access token is required')
         return
       }
       token = cred.token
       const hit = authenticator.cached(routeAuth, token, Date.now())
-      if (hit.principal !== undefined) {
-        admit(request, reply, hit.principal, done)
+      if (hit !== undefined) {
+        admit(request, reply, hit, done)
         return
       }
-      authenticator.verify(routeAuth, token, hit.key).then(
+      // Only tokens not seen before pay for the syntax check: cached ones passed it.
+      checkTokenSyntax(token)
+      authenticator.verify(routeAuth, token).then(
         (principal) => { admit(request, reply, principal, done) },
         (err: unknown) => { reject(request, reply, err) }
       )
@@ -159,7 +165,7 @@ export function registerMcpRoute (app: FastifyInstance, deps: McpRouteDeps): voi
       sseRewriter: request.method === 'GET' ? makeScanner : undefined,
       onEnd: (outcome, failure, code) => {
         request.outcome = outcome
-        if (outcome === 'upstream_error') request.log.warn({ route: route.id, failure, code }, 'upstream request failed')
+        if (outcome === 'upstream_error') request.log.warn({ reqId: request.id, route: route.id, failure, code }, 'upstream request failed')
         // A response that never finishes gets no onResponse: log the abort here.
         else if (outcome === 'client_closed') logRequest(request, reply, true)
       }

@@ -15,6 +15,7 @@ export function logRequest (request: FastifyRequest, reply: FastifyReply, aborte
   const p = request.principal
   const cfg = request.routeOptions.config as { gwRouteId?: string | null, kind?: string }
   request.log.info({
+    reqId: request.id,
     route: cfg.gwRouteId ?? null,
     method: request.method,
     path: safePath(request.url),
