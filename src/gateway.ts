@@ -7,7 +7,7 @@ import type { Logger } from 'pino'
 import type { GatewayConfig } from './config/types.js'
 import { Authenticator } from './auth/authenticator.js'
 import type { VerifierOptions } from './auth/jwt.js'
-import { createLogger } from './observability/logger.js'
+import { createLoggers, type Loggers } from './observability/logger.js'
 import { registerWellKnown } from './plugins/well-known.js'
 import { registerMcpRoute } from './plugins/mcp-route.js'
 import { registerHealth } from './plugins/health.js'
@@ -15,8 +15,8 @@ import { clientErrorResponse, publicErrorOf, sendError } from './plugins/http-er
 import { logRequest } from './plugins/request-log.js'
 
 export interface GatewayOptions {
-  /** Logger to use; default: pino to stdout at config.logLevel. */
-  logger?: Logger
+  /** Loggers to use; default: pino to stdout at config.logLevel. */
+  loggers?: Loggers
   /** Verifier timing overrides (tests). */
   verifier?: VerifierOptions
 }
@@ -32,7 +32,8 @@ export interface Gateway {
 }
 
 export function createGateway (config: GatewayConfig, opts: GatewayOptions = {}): Gateway {
-  const logger = opts.logger ?? createLogger(config.logLevel)
+  const loggers = opts.loggers ?? createLoggers(config.logLevel)
+  const logger = loggers.logger
   const authenticator = new Authenticator(config, logger, opts.verifier)
 
   const app = Fastify({
@@ -59,6 +60,7 @@ export function createGateway (config: GatewayConfig, opts: GatewayOptions = {})
     ...(config.listen.tls !== undefined ? { https: { cert: config.listen.tls.cert, key: config.listen.tls.key } } : {})
   }) as unknown as FastifyInstance
 
+  app.decorate('accessLog', loggers.access)
   app.decorateRequest('principal', null)
   app.decorateRequest('outcome', null)
 

@@ -3,7 +3,15 @@
  * subject, client id, issuer, outcome and duration. Never headers or tokens.
  */
 import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { Logger } from 'pino'
 import { safePath } from '../observability/logger.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Where request lines go (observability/logger.ts, `access`). */
+    accessLog: Logger
+  }
+}
 
 const kLogged = Symbol('mcp-auth-gateway.logged')
 
@@ -14,7 +22,7 @@ export function logRequest (request: FastifyRequest, reply: FastifyReply, aborte
   flagged[kLogged] = true
   const p = request.principal
   const cfg = request.routeOptions.config as { gwRouteId?: string | null, kind?: string }
-  request.log.info({
+  ;request.server.accessLog.info({
     reqId: request.id,
     route: cfg.gwRouteId ?? null,
     method: request.method,

@@ -8,7 +8,7 @@ import { stringify } from 'yaml'
 import { parseConfig } from '../../src/config/load.js'
 import type { GatewayConfig } from '../../src/config/types.js'
 import { createGateway, type Gateway } from '../../src/gateway.js'
-import { createLogger } from '../../src/observability/logger.js'
+import { createLoggers } from '../../src/observability/logger.js'
 import type { VerifierOptions } from '../../src/auth/jwt.js'
 import { freePort } from './net.js'
 
@@ -42,7 +42,7 @@ export async function startGateway (
       cb()
     }
   })
-  const gateway = createGateway(config, { logger: createLogger('debug', sink), verifier: opts.verifier ?? { retryInitialMs: 50, retryMaxMs: 200 } })
+  const gateway = createGateway(config, { loggers: createLoggers('debug', sink), verifier: opts.verifier ?? { retryInitialMs: 50, retryMaxMs: 200 } })
   await gateway.listen()
   if (opts.waitReady !== false) await gateway.authenticator.whenReady()
   return {

@@ -11,7 +11,7 @@ import { Agent, request } from 'undici'
 import { stringify } from 'yaml'
 import { parseConfig } from '../../src/config/load.js'
 import { createGateway } from '../../src/gateway.js'
-import { createLogger } from '../../src/observability/logger.js'
+import { createLoggers } from '../../src/observability/logger.js'
 import { startStaticIssuer } from '../helpers/static-issuer.js'
 import { startStatelessUpstream } from '../helpers/upstream.js'
 import { freePort } from '../helpers/net.js'
@@ -33,7 +33,7 @@ const config = parseConfig(stringify({
   authorizationServers: [{ issuer: st.issuer }],
   routes: [{ path: '/mcp', upstream: `${up.origin}/mcp`, scopes: ['mcp:tools'] }]
 }), { baseDir: dir, env: {} })
-const gw = createGateway(config, { logger: createLogger('silent') })
+const gw = createGateway(config, { loggers: createLoggers('silent') })
 const bound = await gw.listen()
 await gw.authenticator.whenReady()
 const dispatcher = new Agent({ connect: { ca: readFileSync(join(dir, 'tls.crt')) } })
