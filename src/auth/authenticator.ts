@@ -28,6 +28,8 @@ export interface RouteAuth {
   readonly cache: TokenCache
   /** Accepted audiences for each issuer. */
   readonly audiences: ReadonlyMap<string, readonly string[]>
+  /** Verifications in progress, by token (single flight). */
+  readonly inflight: Map<string, Promise<Principal>>
 }
 
 export class Authenticator {
@@ -79,7 +81,7 @@ export class Authenticator {
     }
     const cache = new TokenCache(this.#maxEntries)
     this.#caches.push(cache)
-    return { cache, audiences }
+    return { cache, audiences, inflight: new Map() }
   }
 
   /** Cache hit, or undefined. Synchronous so the common case costs no promise. */
@@ -88,8 +90,21 @@ export class Authenticator {
     return route.cache.get(token, nowMs)
   }
 
-  /** Full verification on a cache miss; caches the result. */
-  async verify (route: RouteAuth, token: string): Promise<Principal> {
+  /**
+   * Full verification on a cache miss; caches the result. Concurrent misses for
+   * the same token share one verification (a burst of parallel first calls
+   * costs one signature check).
+   */
+  verify (route: RouteAuth, token: string): Promise<Principal> {
+    let pending = route.inflight.get(token)
+    if (pending === undefined) {
+      pending = this.#verify(route, token).finally(() => { route.inflight.delete(token) })
+      route.inflight.set(token, pending)
+    }
+    return pending
+  }
+
+  async #verify (route: RouteAuth, token: string): Promise<Principal> {
     let iss: unknown
     try {
       iss = decodeJwt(token).iss

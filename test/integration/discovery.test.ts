@@ -140,3 +140,22 @@ t.test('the token cache never outlives exp', async (t) => {
   t.equal(res.status, 401, 'expired token refused even though it was cached')
   t.match(res.headers.get('www-authenticate'), /error="invalid_token", error_description="The access token has expired"/)
 })
+
+t.test('concurrent first requests with the same new token share one verification', async (t) => {
+  const st = await startStaticIssuer({ alg: 'ES256' })
+  const gw = await gatewayFor(st)
+  t.teardown(async () => { await gw.close(); await st.close() })
+  const token = await tokenFor(st, gw, { jti: 'burst' })
+  // Count signature verifications by wrapping the real verifier (it still does the work).
+  const verifier = gw.gateway.authenticator.verifiers.get(st.issuer)!
+  const original = verifier.verify.bind(verifier)
+  let verifications = 0
+  verifier.verify = async (...args) => { verifications++; return await original(...args) }
+  const before = gw.gateway.authenticator.cacheStats
+  const statuses = await Promise.all(Array.from({ length: 20 }, async () => (await call(gw, token)).status))
+  t.ok(statuses.every((s) => s === 200), 'all 20 accepted')
+  const after = gw.gateway.authenticator.cacheStats
+  t.equal(after.size - before.size, 1, 'one cache entry')
+  t.equal(verifications, 1, 'one verification for 20 concurrent requests')
+  t.equal(st.jwksFetches, 1, 'no JWKS fetch beyond the one at startup')
+})
