@@ -76,6 +76,8 @@ export function createGateway (config: GatewayConfig, opts: GatewayOptions = {})
     const pub = publicErrorOf(err)
     request.outcome = pub.error
     if (pub.status >= 500) request.log.error({ reqId: request.id, err }, 'request failed')
+    // Errors on MCP routes (e.g. 413) stay readable by browser clients, like the route's own errors.
+    if ((request.routeOptions.config as { kind?: string }).kind === 'mcp') reply.header('access-control-allow-origin', '*')
     void sendError(reply, pub.status, pub.error, pub.description)
   })
 
@@ -87,7 +89,7 @@ export function createGateway (config: GatewayConfig, opts: GatewayOptions = {})
 
   registerHealth(app, authenticator)
   registerWellKnown(app, config)
-  config.routes.forEach((route, index) => { registerMcpRoute(app, { route, index, authenticator, publicUrl: config.publicUrl }) })
+  for (const route of config.routes) registerMcpRoute(app, { route, authenticator, publicUrl: config.publicUrl })
 
   let closing: Promise<void> | undefined
   return {

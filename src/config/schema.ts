@@ -118,13 +118,15 @@ const HEADER_NAME_RE = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
 /** Headers whose meaning belongs to HTTP itself or to the client's credential; never settable. */
 const RESERVED_HEADERS = new Set([
   'authorization', 'proxy-authorization', 'host', 'content-length', 'content-type', 'transfer-encoding', 'connection',
-  'keep-alive', 'upgrade', 'te', 'trailer', 'cookie', 'accept', 'mcp-session-id', 'mcp-protocol-version', 'last-event-id'
+  'keep-alive', 'upgrade', 'te', 'trailer', 'cookie', 'accept', 'mcp-session-id', 'mcp-protocol-version', 'last-event-id',
+  // Set by the gateway itself on every forwarded request.
+  'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'forwarded', 'x-real-ip'
 ])
 const headerName = z.string().superRefine((value, ctx) => {
   if (!HEADER_NAME_RE.test(value)) {
     ctx.addIssue({ code: 'custom', message: 'not a valid header name: must be an HTTP token (letters, digits and !#$%&\'*+.^_`|~-)' })
   } else if (RESERVED_HEADERS.has(value.toLowerCase()) || value.toLowerCase().startsWith('mcp-')) {
-    ctx.addIssue({ code: 'custom', message: `reserved header ${JSON.stringify(value)}: identity headers must not replace HTTP, credential or MCP protocol headers` })
+    ctx.addIssue({ code: 'custom', message: `reserved header ${JSON.stringify(value)}: identity headers must not replace HTTP, credential, forwarding or MCP protocol headers` })
   }
 })
 

@@ -38,7 +38,6 @@ const CORS_RESPONSE_HEADERS = ['access-control-allow-origin', '*', 'access-contr
 
 export interface McpRouteDeps {
   readonly route: RouteConfig
-  readonly index: number
   readonly authenticator: Authenticator
   /** Origin clients use; sets X-Forwarded-Proto/-Host upstream. */
   readonly publicUrl: string
@@ -163,11 +162,12 @@ export function registerMcpRoute (app: FastifyInstance, deps: McpRouteDeps): voi
       body: Buffer.isBuffer(body) ? body : undefined,
       extraResponseHeaders: CORS_RESPONSE_HEADERS,
       sseRewriter: request.method === 'GET' ? makeScanner : undefined,
-      onEnd: (outcome, failure, code) => {
+      onEnd: (outcome, failure, code, cut) => {
         request.outcome = outcome
         if (outcome === 'upstream_error') request.log.warn({ reqId: request.id, route: route.id, failure, code }, 'upstream request failed')
-        // A response that never finishes gets no onResponse: log the abort here.
-        else if (outcome === 'client_closed') logRequest(request, reply, true)
+        // A response that never finishes gets no onResponse: log it here.
+        if (outcome === 'client_closed') logRequest(request, reply, true)
+        else if (cut === true) logRequest(request, reply)
       }
     })
   }

@@ -11,6 +11,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Dispatcher } from 'undici'
 import { jsonRpcError, JSONRPC_UPSTREAM_TIMEOUT, JSONRPC_UPSTREAM_UNREACHABLE, requestIdOf } from '../mcp/jsonrpc.js'
 import type { EndpointScanner } from '../mcp/sse.js'
+import { cleanResponseHeaders } from './headers.js'
 
 /** How a forwarded exchange ended, for the request log. */
 export type ForwardOutcome = 'ok' | 'upstream_error' | 'client_closed'
@@ -27,11 +28,9 @@ export interface ForwardRequest {
   /** For GET: makes a rewriter for the legacy SSE endpoint event; undefined for no rewriting. */
   readonly sseRewriter: (() => EndpointScanner) | undefined
   /** Called once when the exchange ends. */
-  readonly onEnd: (outcome: ForwardOutcome, failure?: 'timeout' | 'unreachable', code?: string) => void
+  readonly onEnd: (outcome: ForwardOutcome, failure?: 'timeout' | 'unreachable', code?: string, cut?: boolean) => void
 }
 
-/** Response fields that belong to the upstream hop only (RFC 9110 §7.6.1). */
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'proxy-authenticate'])
 const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT'])
 
 /** Error codes that mean "the client went away", not "the upstream failed". */
@@ -68,33 +67,8 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   onHeaders (statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
     const res = this.#res
     this.#resume = resume
-    // Names listed in Connection are hop-by-hop too.
-    let connectionNamed: Set<string> | undefined
-    let sse = false
-    const out: string[] = []
-    for (let i = 0; i < rawHeaders.length; i += 2) {
-      const name = rawHeaders[i]!.toString('latin1')
-      const lower = name.toLowerCase()
-      const value = rawHeaders[i + 1]!.toString('latin1')
-      if (lower === 'connection') {
-        connectionNamed ??= new Set()
-        for (const n of value.split(',')) connectionNamed.add(n.trim().toLowerCase())
-        continue
-      }
-      if (HOP_BY_HOP.has(lower)) continue
-      if (lower === 'content-type' && value.toLowerCase().startsWith('text/event-stream')) sse = true
-      out.push(lower, value)
-    }
-    const headers = connectionNamed === undefined ? out : dropNamed(out, connectionNamed)
-    if (sse) {
-      // Never buffered by a proxy in front, never transformed or cached.
-      setIfAbsent(headers, 'x-accel-buffering', 'no')
-      setIfAbsent(headers, 'cache-control', 'no-cache, no-transform')
-      removeHeader(headers, 'content-length')
-      if (this.#req.sseRewriter !== undefined) this.#scanner = this.#req.sseRewriter()
-    }
-    const extra = this.#req.extraResponseHeaders
-    for (let i = 0; i < extra.length; i += 2) setIfAbsent(headers, extra[i]!, extra[i + 1]!)
+    const { headers, sse } = cleanResponseHeaders(rawHeaders, this.#req.extraResponseHeaders)
+    if (sse && this.#req.sseRewriter !== undefined) this.#scanner = this.#req.sseRewriter()
     try {
       res.writeHead(statusCode, headers)
     } catch {
@@ -150,6 +124,8 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     if (res.headersSent) {
       // Mid-response: the status is gone; cutting the connection is the only honest signal.
       res.destroy()
+      this.#finish('upstream_error', failure, code, true)
+      return
     } else {
       const timeout = failure === 'timeout'
       const body = jsonRpcError(
@@ -165,26 +141,11 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     this.#finish('upstream_error', failure, code)
   }
 
-  #finish (outcome: ForwardOutcome, failure?: 'timeout' | 'unreachable', code?: string): void {
+  #finish (outcome: ForwardOutcome, failure?: 'timeout' | 'unreachable', code?: string, cut = false): void {
     if (this.#done) return
     this.#done = true
-    this.#req.onEnd(outcome, failure, code)
+    this.#req.onEnd(outcome, failure, code, cut)
   }
-}
-
-function setIfAbsent (headers: string[], name: string, value: string): void {
-  for (let i = 0; i < headers.length; i += 2) if (headers[i] === name) return
-  headers.push(name, value)
-}
-
-function removeHeader (headers: string[], name: string): void {
-  for (let i = headers.length - 2; i >= 0; i -= 2) if (headers[i] === name) headers.splice(i, 2)
-}
-
-function dropNamed (headers: string[], names: Set<string>): string[] {
-  const out: string[] = []
-  for (let i = 0; i < headers.length; i += 2) if (!names.has(headers[i]!)) out.push(headers[i]!, headers[i + 1]!)
-  return out
 }
 
 /**

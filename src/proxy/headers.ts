@@ -122,26 +122,48 @@ export function identityRepresentable (p: Principal): boolean {
 }
 
 /** Response headers that belong to the upstream hop only (RFC 9110 §7.6.1). */
-const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'proxy-authenticate']
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'proxy-authenticate'])
 
-/** Clean upstream response headers in place; SSE gets `X-Accel-Buffering: no` so no proxy in front buffers it. */
-export function rewriteResponseHeaders (headers: HeaderBag): { sse: boolean } {
-  // Fields named in Connection are hop-by-hop too and MUST be removed (RFC 9110 §7.6.1).
-  const connection = headers.connection
-  if (connection !== undefined) {
-    for (const name of (Array.isArray(connection) ? connection.join(',') : connection).split(',')) {
-      const n = name.trim().toLowerCase()
-      if (n !== '') delete headers[n]
+/**
+ * Clean upstream response headers: names lowercased, hop-by-hop fields and
+ * those named in Connection removed (RFC 9110 §7.6.1). SSE gets
+ * `X-Accel-Buffering: no` and `Cache-Control: no-cache, no-transform` unless
+ * the upstream set them, and no Content-Length. `extra` pairs are added when
+ * absent. Input and output are flat [name, value, …] lists, as undici and
+ * `writeHead` use them.
+ */
+export function cleanResponseHeaders (raw: ReadonlyArray<string | Buffer>, extra: readonly string[] = []): { headers: string[], sse: boolean } {
+  let connectionNamed: Set<string> | undefined
+  let sse = false
+  let out: string[] = []
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toString('latin1').toLowerCase()
+    const value = raw[i + 1]!.toString('latin1')
+    if (name === 'connection') {
+      connectionNamed ??= new Set()
+      for (const n of value.split(',')) connectionNamed.add(n.trim().toLowerCase())
+      continue
     }
+    if (HOP_BY_HOP.has(name)) continue
+    if (name === 'content-type' && value.toLowerCase().startsWith('text/event-stream')) sse = true
+    out.push(name, value)
   }
-  for (let i = 0; i < HOP_BY_HOP.length; i++) delete headers[HOP_BY_HOP[i]!]
-  const ct = headers['content-type']
-  const sse = typeof ct === 'string' && ct.toLowerCase().startsWith('text/event-stream')
+  if (connectionNamed !== undefined) {
+    const kept: string[] = []
+    for (let i = 0; i < out.length; i += 2) if (!connectionNamed.has(out[i]!)) kept.push(out[i]!, out[i + 1]!)
+    out = kept
+  }
   if (sse) {
-    headers['x-accel-buffering'] = 'no'
-    // An SSE stream must never be transformed or cached by intermediaries.
-    if (headers['cache-control'] === undefined) headers['cache-control'] = 'no-cache, no-transform'
-    delete headers['content-length']
+    // Never buffered by a proxy in front, never transformed or cached.
+    setIfAbsent(out, 'x-accel-buffering', 'no')
+    setIfAbsent(out, 'cache-control', 'no-cache, no-transform')
+    for (let i = out.length - 2; i >= 0; i -= 2) if (out[i] === 'content-length') out.splice(i, 2)
   }
-  return { sse }
+  for (let i = 0; i < extra.length; i += 2) setIfAbsent(out, extra[i]!, extra[i + 1]!)
+  return { headers: out, sse }
+}
+
+function setIfAbsent (headers: string[], name: string, value: string): void {
+  for (let i = 0; i < headers.length; i += 2) if (headers[i] === name) return
+  headers.push(name, value)
 }

@@ -41,6 +41,14 @@ async function startRawUpstream (): Promise<RawUpstream> {
           else { clearInterval(timer); res.end('data: done\n\n') }
         }, 100)
         res.on('close', () => { clearInterval(timer) })
+      } else if (req.url?.startsWith('/hop') === true) {
+        res.writeHead(200, { 'content-type': 'application/json', connection: 'keep-alive, x-hop-secret', 'x-hop-secret': 'internal', 'keep-alive': 'timeout=5', 'x-kept': 'yes' })
+        res.end('{}')
+      } else if (req.url?.startsWith('/cut') === true) {
+        // Headers and one event, then the upstream dies mid-stream.
+        res.writeHead(200, { 'content-type': 'text/event-stream' })
+        res.write('data: partial\n\n')
+        setTimeout(() => { res.socket?.destroy() }, 50)
       } else if (req.url?.startsWith('/silent') === true) {
         res.writeHead(200, { 'content-type': 'text/event-stream' })
         res.write('data: first\n\n')
@@ -292,6 +300,27 @@ t.test('forwarding headers are the gateway\'s, and Expect: 100-continue works', 
   t.equal(seen.forwarded, undefined)
 })
 
+t.test('hop-by-hop response headers, and those the upstream names in Connection, are not passed on', async (t) => {
+  const token = await tokenFor('/raw')
+  const res = await new Promise<Record<string, string | string[] | undefined>>((resolve, reject) => {
+    httpRequest(`${gw.url}/raw/hop`, { headers: { authorization: `Bearer ${token}` } }, (r) => { r.resume(); resolve(r.headers) }).on('error', reject).end()
+  })
+  t.equal(res['x-hop-secret'], undefined, 'named in Connection: dropped')
+  t.not(res['keep-alive'], 'timeout=5', 'the upstream Keep-Alive is dropped (Node sets its own for the client connection)')
+  t.equal(res['x-kept'], 'yes', 'end-to-end headers kept')
+  t.equal(res['access-control-allow-origin'], '*', 'CORS added')
+})
+
+t.test('an upstream that dies mid-stream cuts the response and still gets a log line', async (t) => {
+  const token = await tokenFor('/raw')
+  const res = await fetch(`${gw.url}/raw/cut`, { headers: { authorization: `Bearer ${token}` } })
+  t.equal(res.status, 200)
+  const body = await res.text().then((b) => b, () => 'cut')
+  t.ok(body === 'cut' || body === 'data: partial\n\n', 'the client sees the stream end where the upstream died')
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  t.ok(gw.requestLogs().some((l) => l.path === '/raw/cut' && l.outcome === 'upstream_error'), 'logged as upstream_error')
+})
+
 t.test('request bodies are forwarded byte for byte', async (t) => {
   const token = await tokenFor('/raw')
   // Whitespace, key order, a big integer and a duplicate key survive: the gateway does not re-serialise.
@@ -310,6 +339,7 @@ t.test('an oversized body gets 413, and is never proxied', async (t) => {
   const res = await fetch(`${gw.url}/raw/echo-body`, { method: 'POST', headers: mcpHeaders(token), body: 'x'.repeat(70 * 1024) })
   t.equal(res.status, 413)
   t.same(await res.json(), { error: 'payload_too_large', error_description: 'The request body exceeds the configured limit' })
+  t.equal(res.headers.get('access-control-allow-origin'), '*', 'readable by browser clients')
   t.equal(raw.bodies.length, before)
 })
 

@@ -7,7 +7,16 @@ import t from 'tap';
 
 import type { Principal } from '../../src/auth/principal.js';
 import type { RouteConfig } from '../../src/config/types.js';
-import { compileRequestHeaders, identityRepresentable, rewriteResponseHeaders, type HeaderBag } from '../../src/proxy/headers.js';
+import { cleanResponseHeaders, compileRequestHeaders, identityRepresentable, type HeaderBag } from '../../src/proxy/headers.js';
+
+/** Object form of cleanResponseHeaders, for readable tables. */
+function rewriteResponseHeaders(h: HeaderBag): { sse: boolean } {
+  const flat = Object.entries(h).flatMap(([k, v]) => [k, String(v)]);
+  const { headers, sse } = cleanResponseHeaders(flat);
+  for (const k of Object.keys(h)) delete h[k];
+  for (let i = 0; i < headers.length; i += 2) h[headers[i]!] = headers[i + 1];
+  return { sse };
+}
 
 const DEFAULT_NAMES = {
   subject: 'X-Forwarded-User',
@@ -238,7 +247,7 @@ t.test('identityRepresentable', async (t) => {
   for (const row of rows) t.equal(identityRepresentable(principal(row.p)), row.ok, row.name);
 });
 
-t.test('rewriteResponseHeaders', async (t) => {
+t.test('cleanResponseHeaders', async (t) => {
   const HOP = {
     connection: 'keep-alive, x-private',
     'keep-alive': 'timeout=5',
@@ -314,4 +323,11 @@ t.test('regression: hop-by-hop, Expect and client-chosen forwarding headers are 
   t.equal(h['x-forwarded-for'], '127.0.0.1', 'X-Forwarded-For is the peer address, not the client claim');
   t.equal(h['x-forwarded-host'], '127.0.0.1:8080');
   t.equal(h['x-forwarded-proto'], 'http');
+});
+
+t.test('cleanResponseHeaders: names are lowercased, extra headers added only when absent', async (t) => {
+  const { headers } = cleanResponseHeaders(['Content-Type', 'application/json', 'Access-Control-Allow-Origin', 'https://a.example.com'], ['access-control-allow-origin', '*', 'access-control-expose-headers', 'WWW-Authenticate']);
+  t.strictSame(headers, ['content-type', 'application/json', 'access-control-allow-origin', 'https://a.example.com', 'access-control-expose-headers', 'WWW-Authenticate']);
+  const fromBuffers = cleanResponseHeaders([Buffer.from('X-A'), Buffer.from('1')]);
+  t.strictSame(fromBuffers.headers, ['x-a', '1'], 'undici raw Buffers are accepted');
 });

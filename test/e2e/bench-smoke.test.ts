@@ -1,0 +1,100 @@
+/**
+ * The benchmark harness in smoke mode (`npm run bench:smoke`: 1 round, 2 s per
+ * system, only the upstream directly and the gateway), run as a child process
+ * exactly as a user runs it, so the harness never rots. Needs wrk (the harness
+ * installs it with apt-get when it runs as root, else falls back to autocannon);
+ * never nginx or HAProxy.
+ */
+import { spawn } from 'node:child_process'
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import t from 'tap'
+import type { BenchResults } from '../../bench/lib/bench.js'
+
+const ROOT = resolve(import.meta.dirname, '../..')
+const out = mkdtempSync(join(tmpdir(), 'bench-smoke-'))
+t.teardown(() => { rmSync(out, { recursive: true, force: true }) })
+
+interface Run { code: number | null, signal: NodeJS.Signals | null, stdout: string, stderr: string }
+
+const run = await new Promise<Run>((resolve) => {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'bench/run.ts'), '--smoke', '--out-dir', out], {
+    cwd: ROOT,
+    env: { ...process.env, NODE_OPTIONS: '' },
+    stdio: ['ignore', 'pipe', 'pipe']
+  })
+  let stdout = ''
+  let stderr = ''
+  child.stdout.on('data', (b: Buffer) => { stdout += b.toString() })
+  child.stderr.on('data', (b: Buffer) => { stderr += b.toString() })
+  // Bounded: SIGINT lets the harness stop its children; SIGKILL if it does not exit.
+  const soft = setTimeout(() => { child.kill('SIGINT') }, 90_000)
+  const hard = setTimeout(() => { child.kill('SIGKILL') }, 100_000)
+  child.on('close', (code, signal) => {
+    clearTimeout(soft)
+    clearTimeout(hard)
+    resolve({ code, signal, stdout, stderr })
+  })
+})
+
+t.equal(run.code, 0, 'bench:smoke exits 0', { stderr: run.stderr.slice(-3000) })
+
+const files = { md: join(out, 'smoke.md'), json: join(out, 'smoke.json'), svg: join(out, 'smoke.svg') }
+t.test('writes the markdown, JSON and SVG results', async (t) => {
+  for (const f of Object.values(files)) t.ok(existsSync(f), `${f} exists`)
+  const md = readFileSync(files.md, 'utf8')
+  t.match(md, /^# mcp-auth-gateway benchmark \(smoke mode\)/)
+  t.match(md, /\| system \| CPU µs\/request \| req\/s \|/)
+  t.match(md, /\(e\) mcp-auth-gateway, JWT route/)
+  t.ok(run.stdout.includes('## CPU per request and throughput'), 'the table is printed to stdout')
+  const svg = readFileSync(files.svg, 'utf8')
+  t.match(svg, /^<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg"/)
+  t.match(svg, /<\/svg>\n$/)
+  t.match(svg, /<rect [^>]*fill="#2563eb"/, 'a bar for the gateway')
+})
+
+t.test('both systems ran and produced real figures', async (t) => {
+  const r = JSON.parse(readFileSync(files.json, 'utf8')) as BenchResults
+  t.equal(r.meta.options.smoke, true)
+  t.match(r.meta.commit, /^[0-9a-f]{4,}|unknown$/)
+  t.ok(r.meta.nproc >= 1)
+  t.same(r.systems.map((s) => [s.id, s.status]), [['direct', 'ok'], ['gateway', 'ok']], 'only direct and the gateway, both available (the gateway passed its preflight: 200 with a valid token, refusals without one, with a bad signature and expired)')
+  for (const id of ['direct', 'gateway'] as const) {
+    const runs = r.runs.filter((x) => x.system === id)
+    t.equal(runs.length, 1, `${id}: one round`)
+    const x = runs[0]!
+    t.ok(x.requests > 0 && x.rps > 0, `${id}: requests/s > 0 (${x.rps.toFixed(0)})`)
+    t.ok(Number.isFinite(x.cpuUsPerReq) && x.cpuUsPerReq > 0, `${id}: CPU per request is finite and > 0 (${x.cpuUsPerReq.toFixed(1)} µs)`)
+    t.ok(x.p50Ms > 0 && x.p99Ms >= x.p50Ms, `${id}: latency percentiles`)
+  }
+  const gw = r.runs.find((x) => x.system === 'gateway')!
+  t.equal(gw.errorsTotal, 0, 'no errors through the gateway: a valid token gets 200s')
+  t.ok(gw.upstreamCpuUsPerReq !== undefined && gw.upstreamCpuUsPerReq > 0, 'the upstream behind the gateway was measured too')
+  t.ok(r.summary.gateway?.cpuUsPerReq?.median !== undefined && r.summary.gateway.cpuUsPerReq.median > 0)
+})
+
+t.test('streaming and cold-token figures', async (t) => {
+  const r = JSON.parse(readFileSync(files.json, 'utf8')) as BenchResults
+  const d = r.streaming.delay
+  t.equal(d?.error, undefined)
+  t.ok(d?.post !== undefined && d.post.gateway.events > 0 && Number.isFinite(d.post.addedP50Us), 'SSE delay through the gateway measured (POST)')
+  t.ok(d?.get !== undefined && d.get.gateway.events > 0, 'SSE delay measured (GET)')
+  t.equal(r.streaming.idle.length, 1)
+  t.equal(r.streaming.idle[0]?.n, 100, 'smoke mode: no more than 100 idle streams')
+  t.equal(r.streaming.idle[0]?.established, 100, '100 idle streams established through the gateway')
+  t.ok((r.streaming.idle[0]?.rssMB ?? 0) > 0)
+  const c = r.cold?.start
+  t.equal(c?.firstRequest.status, 200, 'first request of a fresh gateway succeeds')
+  t.equal(c?.jwksFetchesAtReady, 1, 'the JWKS was fetched once at startup')
+  t.equal(c?.jwksFetchesTotal, 1, 'and not again for never-seen tokens')
+  t.same(c?.concurrent.statuses, { 200: c?.concurrent.n }, 'concurrent never-seen tokens all succeed')
+  t.equal(r.cold?.rotation?.status, 'skipped', 'key rotation is skipped in smoke mode, with a reason')
+})
+
+t.test('every process the harness started is gone', async (t) => {
+  const r = JSON.parse(readFileSync(files.json, 'utf8')) as BenchResults
+  const pids = r.systems.flatMap((s) => s.pids ?? [])
+  t.ok(pids.length >= 2)
+  for (const pid of pids) t.notOk(existsSync(`/proc/${pid}`) && !readFileSync(`/proc/${pid}/stat`, 'utf8').includes(') Z '), `pid ${pid} has exited`)
+})
