@@ -54,6 +54,14 @@ export const DEFAULT_UPSTREAM_HEADERS_TIMEOUT_SECONDS = 300
  */
 export const DEFAULT_UPSTREAM_IDLE_TIMEOUT_SECONDS = 300
 /**
+ * Longest an idle upstream connection is kept, whatever Keep-Alive hint the
+ * upstream sends (Fastify sends 72 s). When a client leaves mid-stream, the
+ * upstream request is aborted and undici 7 opens a replacement connection;
+ * this bounds how long such idle connections linger after a mass disconnect.
+ */
+export const UPSTREAM_KEEPALIVE_MAX_MS = 10_000
+
+/**
  * Connections per upstream: unlimited. Every open SSE stream (the GET stream,
  * legacy /sse, a streaming POST) holds one for its whole life, so a cap would
  * queue new tool calls behind idle streams.

@@ -56,9 +56,9 @@ t.test('writes the markdown, JSON and SVG results', async (t) => {
 
 t.test('both systems ran and produced real figures', async (t) => {
   const r = JSON.parse(readFileSync(files.json, 'utf8')) as BenchResults
-  t.equal(r.meta.options.smoke, true)
-  t.match(r.meta.commit, /^[0-9a-f]{4,}|unknown$/)
-  t.ok(r.meta.nproc >= 1)
+  t.equal(r.meta.options.smoke, true, 'smoke mode recorded')
+  t.match(r.meta.commit, /^([0-9a-f]{4,}|unknown)$/, 'git commit recorded')
+  t.ok(r.meta.nproc >= 1 && r.meta.cpuModel !== '' && r.meta.node.startsWith('v'), 'machine recorded')
   t.same(r.systems.map((s) => [s.id, s.status]), [['direct', 'ok'], ['gateway', 'ok']], 'only direct and the gateway, both available (the gateway passed its preflight: 200 with a valid token, refusals without one, with a bad signature and expired)')
   for (const id of ['direct', 'gateway'] as const) {
     const runs = r.runs.filter((x) => x.system === id)
@@ -71,19 +71,19 @@ t.test('both systems ran and produced real figures', async (t) => {
   const gw = r.runs.find((x) => x.system === 'gateway')!
   t.equal(gw.errorsTotal, 0, 'no errors through the gateway: a valid token gets 200s')
   t.ok(gw.upstreamCpuUsPerReq !== undefined && gw.upstreamCpuUsPerReq > 0, 'the upstream behind the gateway was measured too')
-  t.ok(r.summary.gateway?.cpuUsPerReq?.median !== undefined && r.summary.gateway.cpuUsPerReq.median > 0)
+  t.ok(r.summary.gateway?.cpuUsPerReq?.median !== undefined && r.summary.gateway.cpuUsPerReq.median > 0, 'the summary has the gateway\'s CPU per request')
 })
 
 t.test('streaming and cold-token figures', async (t) => {
   const r = JSON.parse(readFileSync(files.json, 'utf8')) as BenchResults
   const d = r.streaming.delay
-  t.equal(d?.error, undefined)
+  t.equal(d?.error, undefined, 'the SSE delay measurement did not fail')
   t.ok(d?.post !== undefined && d.post.gateway.events > 0 && Number.isFinite(d.post.addedP50Us), 'SSE delay through the gateway measured (POST)')
   t.ok(d?.get !== undefined && d.get.gateway.events > 0, 'SSE delay measured (GET)')
-  t.equal(r.streaming.idle.length, 1)
+  t.equal(r.streaming.idle.length, 1, 'one idle-stream measurement')
   t.equal(r.streaming.idle[0]?.n, 100, 'smoke mode: no more than 100 idle streams')
   t.equal(r.streaming.idle[0]?.established, 100, '100 idle streams established through the gateway')
-  t.ok((r.streaming.idle[0]?.rssMB ?? 0) > 0)
+  t.ok((r.streaming.idle[0]?.rssMB ?? 0) > 0, 'gateway RSS read')
   const c = r.cold?.start
   t.equal(c?.firstRequest.status, 200, 'first request of a fresh gateway succeeds')
   t.equal(c?.jwksFetchesAtReady, 1, 'the JWKS was fetched once at startup')
@@ -95,6 +95,6 @@ t.test('streaming and cold-token figures', async (t) => {
 t.test('every process the harness started is gone', async (t) => {
   const r = JSON.parse(readFileSync(files.json, 'utf8')) as BenchResults
   const pids = r.systems.flatMap((s) => s.pids ?? [])
-  t.ok(pids.length >= 2)
+  t.ok(pids.length >= 2, 'the measured pids are recorded')
   for (const pid of pids) t.notOk(existsSync(`/proc/${pid}`) && !readFileSync(`/proc/${pid}/stat`, 'utf8').includes(') Z '), `pid ${pid} has exited`)
 })

@@ -49,6 +49,12 @@ async function startRawUpstream (): Promise<RawUpstream> {
         res.writeHead(200, { 'content-type': 'text/event-stream' })
         res.write('data: partial\n\n')
         setTimeout(() => { res.socket?.destroy() }, 50)
+      } else if (req.url?.startsWith('/forever') === true) {
+        // One event, then a comment every 100 ms until the gateway hangs up.
+        res.writeHead(200, { 'content-type': 'text/event-stream' })
+        res.write('data: first\n\n')
+        const timer = setInterval(() => { res.write(': ping\n\n') }, 100)
+        res.on('close', () => { clearInterval(timer); closed.push(req.url ?? '') })
       } else if (req.url?.startsWith('/silent') === true) {
         res.writeHead(200, { 'content-type': 'text/event-stream' })
         res.write('data: first\n\n')
@@ -394,6 +400,21 @@ t.test('regression: many open SSE streams do not queue new requests behind them'
   t.ok(opened !== 'timeout' && opened.every((s) => s === 200), '150 long-lived streams open at once')
   const call = await within(fetch(`${gw.url}/plain/headers`, { method: 'POST', headers: mcpHeaders(token), body: '{"id":1}' }).then((r) => r.status), 2000)
   t.equal(call, 200, 'a tool call is not queued behind the streams')
+})
+
+t.test('a client leaving mid-stream closes the upstream stream too', async (t) => {
+  const token = await tokenFor('/raw')
+  const ac = new AbortController()
+  const res = await fetch(`${gw.url}/raw/forever`, { headers: { authorization: `Bearer ${token}` }, signal: ac.signal })
+  const reader = res.body!.getReader()
+  await reader.read()
+  const before = raw.closed.filter((u) => u === '/forever').length
+  ac.abort()
+  const deadline = Date.now() + 2000
+  while (raw.closed.filter((u) => u === '/forever').length === before && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20))
+  t.equal(raw.closed.filter((u) => u === '/forever').length, before + 1, 'the upstream saw its stream closed')
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  t.ok(gw.requestLogs().some((l) => l.path === '/raw/forever' && l.outcome === 'client_closed'), 'logged as client_closed')
 })
 
 t.test('one log line per request with the required fields', async (t) => {

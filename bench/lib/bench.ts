@@ -1,0 +1,532 @@
+/**
+ * The benchmark run: start every system, check that each answers correctly
+ * (and that the authenticating ones refuse bad tokens), warm up, drive the same
+ * load against each in turn, interleaved in rounds, then the streaming and
+ * cold-token figures. Every process started here is stopped at the end.
+ */
+import { execFileSync } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { cpus, tmpdir, totalmem } from 'node:os'
+import { join } from 'node:path'
+import { CATALOGUE, CPU_RATIOS, type SystemId } from './catalogue.js'
+import { coldStart, rotation, type ColdGateway, type ColdStartResult, type RotationResult } from './cold.js'
+import { timedRequest } from './http.js'
+import { runLoad, type LoadGen, type LoadResult, type LoadSpec } from './load.js'
+import { clockTicks, cpuSecondsBetween, onExit, rssBytes, sampleCpu, sh, stopAll, stopChild, type Child } from './procs.js'
+import { spread, type Spread } from './stats.js'
+import { idleStreams, sseDelays, startTickServer, summarizeDelays, type DelaySample, type IdleStreamsResult } from './streaming.js'
+import { startBareUpstream, startExpressBaseline, startGateway, startHaproxy, startNginx, startSdkUpstream, type GatewayEntry, type NodeRuntime, type Started } from './systems.js'
+import { makeKey, signToken, startJwksServer } from './tokens.js'
+import { ensureAutocannon, ensureTools, type ToolName, type Tools } from './tools.js'
+
+export interface BenchOptions {
+  smoke: boolean
+  rounds: number
+  durationS: number
+  warmupS: number
+  connections: number
+  threads: number
+  systems: SystemId[]
+  /** Node binary for the gateway and every other Node process. */
+  node: string
+  /** 'build': compile (tsc -p tsconfig.build.json) and run dist; 'dist': run dist as is; 'src': src/main.ts through tsx. */
+  gatewayEntry: GatewayEntry | 'build'
+  gatewayLogLevel: string
+  /** N values for the idle-stream figure. */
+  idleCounts: number[]
+  idleHoldS: number
+  /** How long to watch the gateway release its sockets after the idle-stream clients closed. */
+  idleReleaseS: number
+  sseEvents: number
+  sseIntervalMs: number
+  coldSequential: number
+  coldConcurrent: number
+  /** Longest wait for the JWKS cooldown before the key-rotation figures (else skipped). */
+  rotationMaxWaitMs: number
+  loadgen: 'auto' | 'wrk' | 'autocannon'
+  /** Let the harness apt-get install missing tools when root. */
+  install: boolean
+  keepTmp: boolean
+  root: string
+}
+
+export const MCP_PROTOCOL_VERSION = '2025-06-18'
+/** ~100-byte JSON-RPC tools/call. */
+export const REQUEST_BODY = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'echo', arguments: { text: 'hello' } } })
+
+export interface RunRecord extends LoadResult {
+  system: SystemId
+  round: number
+  /** CPU seconds of the system's measured process tree over the run. */
+  cpuS: number
+  /** CPU µs per request of the measured process tree. */
+  cpuUsPerReq: number
+  /** cpuS / durationS, % of one core. */
+  cpuPct: number
+  /** CPU µs per request of the upstream behind it (undefined for the direct systems). */
+  upstreamCpuUsPerReq?: number
+  upstreamCpuPct?: number
+  loadgenCpuPct: number
+  rssMB?: number
+  errorsTotal: number
+}
+
+export interface SystemRecord {
+  id: SystemId
+  letter?: string
+  label: string
+  group: 'proxy' | 'real'
+  status: 'ok' | 'not-available' | 'failed'
+  reason?: string
+  /** Which process the CPU figure is of. */
+  measured?: string
+  pids?: number[]
+}
+
+export interface SystemSummary {
+  cpuUsPerReq?: Spread
+  rps?: Spread
+  p50Ms?: Spread
+  p99Ms?: Spread
+  cpuPct?: Spread
+  upstreamCpuUsPerReq?: Spread
+  loadgenCpuPct?: Spread
+  errorsTotal: number
+  requestsTotal: number
+}
+
+export interface RatioRecord { name: string, num: SystemId, den: SystemId, metric: 'cpuUsPerReq' | 'rps', perRound: Array<{ round: number, value: number }>, spread?: Spread }
+
+export interface BenchResults {
+  meta: {
+    date: string
+    commit: string
+    dirty: boolean
+    node: string
+    gatewayNode: string
+    nproc: number
+    cpuModel: string
+    memGB: number
+    kernel: string
+    clkTck: number
+    loadgen: string
+    tools: Tools['versions']
+    gatewayEntry: string
+    gatewayLogLevel: string
+    options: Omit<BenchOptions, 'root' | 'node'>
+    notes: string[]
+    wallS: number
+  }
+  systems: SystemRecord[]
+  runs: RunRecord[]
+  warmups: RunRecord[]
+  summary: Record<string, SystemSummary>
+  ratios: RatioRecord[]
+  streaming: {
+    delay?: { intervalMs: number, skipped: number, post?: { direct: DelaySample, gateway: DelaySample, addedP50Us: number, addedP99Us: number }, get?: { direct: DelaySample, gateway: DelaySample, addedP50Us: number, addedP99Us: number }, error?: string }
+    idle: IdleStreamsResult[]
+  }
+  cold?: { start?: ColdStartResult, rotation?: RotationResult, error?: string }
+}
+
+type Log = (line: string) => void
+
+function gitInfo (root: string): { commit: string, dirty: boolean } {
+  const commit = sh('git', ['-C', root, 'rev-parse', '--short', 'HEAD']) || 'unknown'
+  const dirty = sh('git', ['-C', root, 'status', '--porcelain', '--untracked-files=no']) !== ''
+  return { commit, dirty }
+}
+
+function cpuModel (): string {
+  try {
+    const m = /^model name\s*:\s*(.+)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))
+    if (m !== null) return m[1]!.trim()
+  } catch { /* fall through */ }
+  return cpus()[0]?.model ?? 'unknown'
+}
+
+function nodeVersion (node: string): string {
+  return sh(node, ['--version']) || 'unknown'
+}
+
+interface Target {
+  id: SystemId
+  spec: LoadSpec
+  /** Process whose CPU is the system's figure. */
+  measured: Child
+  upstream?: Child
+  /** Checks one response body. */
+  validBody: (body: string) => boolean
+  authenticates: boolean
+}
+
+export async function runBench (opts: BenchOptions, log: Log): Promise<BenchResults> {
+  const t0 = Date.now()
+  const dir = mkdtempSync(join(tmpdir(), 'mcp-gw-bench-'))
+  log(`work dir ${dir}`)
+  // Also on SIGINT/SIGTERM, which end the process without reaching the finally below.
+  const forgetTmp = opts.keepTmp ? () => {} : onExit(() => { rmSync(dir, { recursive: true, force: true }) })
+  const notes: string[] = []
+  const rt: NodeRuntime = { node: opts.node, root: opts.root }
+  const want = new Set(opts.systems)
+  const has = (id: SystemId): boolean => want.has(id)
+
+  const systems = new Map<SystemId, SystemRecord>()
+  for (const s of CATALOGUE) {
+    if (!want.has(s.id)) continue
+    systems.set(s.id, {
+      id: s.id,
+      ...(s.letter !== undefined ? { letter: s.letter } : {}),
+      label: s.label,
+      group: s.group,
+      status: s.notAvailableYet !== undefined ? 'not-available' : 'ok',
+      ...(s.notAvailableYet !== undefined ? { reason: s.notAvailableYet } : {})
+    })
+  }
+  const fail = (id: SystemId, reason: string): void => {
+    const s = systems.get(id)
+    if (s === undefined) return
+    s.status = s.status === 'not-available' ? s.status : 'failed'
+    s.reason = reason
+    log(`${id}: not available: ${reason}`)
+  }
+
+  // ---- tools
+  const needed = new Set<ToolName>()
+  if (has('nginx')) needed.add('nginx')
+  if (has('haproxy-jwt') || has('haproxy-plain')) needed.add('haproxy')
+  if (opts.loadgen !== 'autocannon') needed.add('wrk')
+  const tools = ensureTools([...needed], { install: opts.install }, log)
+  notes.push(...tools.notes)
+  let gen: LoadGen | undefined
+  if (opts.loadgen !== 'autocannon' && tools.paths.wrk !== undefined) gen = { tool: 'wrk', path: tools.paths.wrk }
+  else {
+    if (opts.loadgen === 'auto') notes.push(`load generator: autocannon, because ${tools.missing.wrk ?? 'wrk is unavailable'}`)
+    const ac = ensureAutocannon(opts.root, tools, log)
+    if (ac !== undefined) gen = { tool: 'autocannon', path: ac }
+  }
+  if (gen === undefined) throw new Error(`no load generator: ${tools.missing.wrk ?? ''}; ${tools.missing.autocannon ?? ''}`)
+
+  let gatewayEntry: GatewayEntry = opts.gatewayEntry === 'build' ? 'dist' : opts.gatewayEntry
+  if (opts.gatewayEntry === 'build') {
+    log('building the gateway (tsc -p tsconfig.build.json)')
+    try {
+      execFileSync(join(opts.root, 'node_modules/.bin/tsc'), ['-p', 'tsconfig.build.json'], { cwd: opts.root, stdio: ['ignore', 'pipe', 'pipe'], timeout: 180_000 })
+    } catch (err) {
+      const out = `${String((err as { stdout?: Buffer }).stdout ?? '')}`.split('\n').slice(0, 3).join(' ')
+      notes.push(`the gateway build failed (${out.trim() || (err as Error).message.split('\n')[0]}); the gateway ran from src/main.ts through tsx instead`)
+      gatewayEntry = 'src'
+    }
+  }
+
+  const jwks = await startJwksServer()
+  const key = await makeKey()
+  for (const name of ['main', 'cold-a', 'cold-b']) jwks.setKeys(name, [key])
+  const token = await signToken(key, jwks.issuer)
+  const tick = await startTickServer()
+  const headers = (t: string | undefined): Record<string, string> => ({
+    'Content-Type': 'application/json',
+    Accept: 'application/json, text/event-stream',
+    'MCP-Protocol-Version': MCP_PROTOCOL_VERSION,
+    ...(t !== undefined ? { Authorization: `Bearer ${t}` } : {})
+  })
+
+  const results: BenchResults = {
+    meta: {
+      date: new Date().toISOString(),
+      ...gitInfo(opts.root),
+      node: process.version,
+      gatewayNode: nodeVersion(opts.node),
+      nproc: Number(sh('nproc')) || cpus().length,
+      cpuModel: cpuModel(),
+      memGB: Math.round(totalmem() / 1024 ** 3),
+      kernel: sh('uname', ['-r']),
+      clkTck: clockTicks(),
+      loadgen: gen.tool === 'wrk' ? (tools.versions.wrk ?? 'wrk') : (tools.versions.autocannon ?? 'autocannon'),
+      tools: tools.versions,
+      gatewayEntry: gatewayEntry === 'dist' ? 'dist/src/main.js' : 'src/main.ts via tsx',
+      gatewayLogLevel: opts.gatewayLogLevel,
+      options: (({ root: _r, node: _n, ...rest }) => rest)(opts),
+      notes,
+      wallS: 0
+    },
+    systems: [],
+    runs: [],
+    warmups: [],
+    summary: {},
+    ratios: [],
+    streaming: { idle: [] }
+  }
+
+  const targets: Target[] = []
+  try {
+    // ---- start everything (in parallel; each failure only removes its system)
+    log('starting the systems under test')
+    const upstreamP = startBareUpstream(rt, dir)
+    const sdkP = has('sdk-direct') || has('sdk-gateway') ? startSdkUpstream(rt, dir) : undefined
+    const upstream = await upstreamP
+    const sdk = await sdkP?.catch((err: unknown) => { fail('sdk-direct', (err as Error).message); fail('sdk-gateway', (err as Error).message); return undefined })
+    const gwRoutes = [
+      { path: '/mcp', upstream: `${upstream.origin}/mcp` },
+      { path: '/ticks', upstream: `${tick.origin}/ticks` },
+      ...(sdk !== undefined ? [{ path: '/sdk', upstream: `${sdk.origin}/mcp` }] : [])
+    ]
+    const gwOpts = { entry: gatewayEntry, issuer: jwks.issuer, logLevel: opts.gatewayLogLevel }
+    const tryStart = async <T>(ids: SystemId[], p: Promise<T> | undefined): Promise<T | undefined> => {
+      if (p === undefined) return undefined
+      try {
+        return await p
+      } catch (err) {
+        for (const id of ids) fail(id, `failed to start: ${(err as Error).message}`)
+        return undefined
+      }
+    }
+    const needTool = (id: SystemId, tool: ToolName): string | undefined => {
+      if (!has(id)) return undefined
+      const p = tools.paths[tool]
+      if (p === undefined) fail(id, tools.missing[tool] ?? `${tool} is not installed`)
+      return p
+    }
+    const nginxBin = needTool('nginx', 'nginx')
+    const haproxyBinJwt = needTool('haproxy-jwt', 'haproxy')
+    const haproxyBinPlain = needTool('haproxy-plain', 'haproxy')
+    const [gw, coldA, coldB, nginx, hapJwt, hapPlain, express, expressKa] = await Promise.all([
+      tryStart(['gateway', 'sdk-gateway'], has('gateway') || has('sdk-gateway') ? startGateway(rt, dir, { ...gwOpts, name: 'gateway', jwksUri: jwks.uri('main'), routes: gwRoutes }) : undefined),
+      // Two more gateways for the cold-token figures, idle until then.
+      has('gateway') ? startGateway(rt, dir, { ...gwOpts, name: 'cold-a', jwksUri: jwks.uri('cold-a'), routes: [gwRoutes[0]!] }).catch(() => undefined) : undefined,
+      has('gateway') ? startGateway(rt, dir, { ...gwOpts, name: 'cold-b', jwksUri: jwks.uri('cold-b'), routes: [gwRoutes[0]!] }).catch(() => undefined) : undefined,
+      tryStart(['nginx'], nginxBin !== undefined ? startNginx(nginxBin, dir, upstream.port) : undefined),
+      tryStart(['haproxy-jwt'], haproxyBinJwt !== undefined ? startHaproxy(haproxyBinJwt, dir, 'haproxy-jwt', upstream.port, { pubkeyPem: key.publicPem, issuer: jwks.issuer }) : undefined),
+      tryStart(['haproxy-plain'], haproxyBinPlain !== undefined ? startHaproxy(haproxyBinPlain, dir, 'haproxy-plain', upstream.port, undefined) : undefined),
+      tryStart(['express-sdk'], has('express-sdk') ? startExpressBaseline(rt, dir, { upstream: upstream.origin, issuer: jwks.issuer, jwksUri: jwks.uri('main'), keepAlive: false }) : undefined),
+      tryStart(['express-keepalive'], has('express-keepalive') ? startExpressBaseline(rt, dir, { upstream: upstream.origin, issuer: jwks.issuer, jwksUri: jwks.uri('main'), keepAlive: true }) : undefined)
+    ])
+    const coldReadyAt = Date.now()
+
+    const upstreamBody = (await timedRequest(`${upstream.origin}/mcp`, { headers: headers(token), body: REQUEST_BODY })).body
+    const bareOk = (b: string): boolean => b === upstreamBody
+    const sdkOk = (b: string): boolean => {
+      try {
+        const j = JSON.parse(b) as { result?: { content?: Array<{ text?: string }> } }
+        return j.result?.content?.[0]?.text === 'hello'
+      } catch {
+        return false
+      }
+    }
+    const add = (id: SystemId, s: Started | undefined, path: string, o: { upstream?: Child, sdk?: boolean, auth: boolean }): void => {
+      if (!has(id) || s === undefined || systems.get(id)?.status !== 'ok') return
+      targets.push({
+        id,
+        spec: { url: `${s.origin}${path}`, headers: headers(token), body: REQUEST_BODY },
+        measured: s.child,
+        ...(o.upstream !== undefined ? { upstream: o.upstream } : {}),
+        validBody: o.sdk === true ? sdkOk : bareOk,
+        authenticates: o.auth
+      })
+    }
+    add('direct', upstream, '/mcp', { auth: false })
+    add('nginx', nginx, '/mcp', { upstream: upstream.child, auth: false })
+    add('haproxy-plain', hapPlain, '/mcp', { upstream: upstream.child, auth: false })
+    add('haproxy-jwt', hapJwt, '/mcp', { upstream: upstream.child, auth: true })
+    add('express-sdk', express, '/mcp', { upstream: upstream.child, auth: true })
+    add('express-keepalive', expressKa, '/mcp', { upstream: upstream.child, auth: true })
+    add('gateway', gw, '/mcp', { upstream: upstream.child, auth: true })
+    if (sdk !== undefined) {
+      add('sdk-direct', sdk, '/mcp', { sdk: true, auth: false })
+      add('sdk-gateway', gw, '/sdk', { upstream: sdk.child, sdk: true, auth: true })
+    }
+    for (const t of targets) {
+      const rec = systems.get(t.id)!
+      rec.measured = t.id === 'direct' || t.id === 'sdk-direct' ? `${t.measured.name} process (no proxy)` : `${t.measured.name} process tree`
+      rec.pids = [t.measured.pid]
+    }
+
+    // ---- cold start figures, first: nothing has touched cold-a/cold-b yet
+    const coldDeps = { jwks, key, body: REQUEST_BODY, headers: (t: string) => headers(t) }
+    let cA: ColdGateway | undefined
+    let cB: ColdGateway | undefined
+    if (coldA !== undefined && coldB !== undefined) {
+      cA = { name: 'cold-a', origin: coldA.origin, readyAt: coldReadyAt }
+      cB = { name: 'cold-b', origin: coldB.origin, readyAt: coldReadyAt }
+      try {
+        log('cold token: first requests of freshly started gateways')
+        results.cold = { start: await coldStart(cA, cB, coldDeps, { sequential: opts.coldSequential, concurrent: opts.coldConcurrent, warmup: opts.smoke ? 50 : 500 }) }
+      } catch (err) {
+        results.cold = { error: (err as Error).message }
+      }
+    } else if (has('gateway')) {
+      results.cold = { error: 'the cold-token gateways did not start' }
+    }
+
+    // ---- preflight: right answers, and refusals where a token is checked
+    const badKey = await makeKey()
+    const badSig = await signToken({ ...badKey, kid: key.kid }, jwks.issuer)
+    const expired = await signToken(key, jwks.issuer, -600)
+    for (const t of [...targets]) {
+      const why = await preflight(t, { badSig, expired, headers })
+      if (why !== undefined) {
+        fail(t.id, `preflight: ${why}`)
+        targets.splice(targets.indexOf(t), 1)
+      }
+    }
+
+    const measureRun = async (t: Target, round: number, durationS: number): Promise<RunRecord> => {
+      let c0 = sampleCpu([])
+      let u0 = sampleCpu([])
+      let c1 = c0
+      let u1 = u0
+      const roots = [t.measured.pid]
+      const up = t.upstream !== undefined ? [t.upstream.pid] : []
+      const r = await runLoad(gen, t.spec, { durationS, connections: opts.connections, threads: opts.threads }, dir, `${t.id}-r${round}`, {
+        before: () => { c0 = sampleCpu(roots); u0 = sampleCpu(up) },
+        after: () => { c1 = sampleCpu(roots); u1 = sampleCpu(up) }
+      }, clockTicks())
+      const cpuS = cpuSecondsBetween(c0, c1)
+      const upS = cpuSecondsBetween(u0, u1)
+      const rss = rssBytes(t.measured.pid)
+      return {
+        ...r,
+        system: t.id,
+        round,
+        cpuS,
+        cpuUsPerReq: r.requests > 0 ? (cpuS / r.requests) * 1e6 : Number.NaN,
+        cpuPct: (cpuS / r.durationS) * 100,
+        ...(t.upstream !== undefined ? { upstreamCpuUsPerReq: r.requests > 0 ? (upS / r.requests) * 1e6 : Number.NaN, upstreamCpuPct: (upS / r.durationS) * 100 } : {}),
+        loadgenCpuPct: (r.loadgenCpuS / r.durationS) * 100,
+        ...(rss !== undefined ? { rssMB: rss / 1024 / 1024 } : {}),
+        errorsTotal: r.httpErrors + r.socketErrors
+      }
+    }
+
+    // ---- warm-up, then interleaved rounds
+    // A system whose run fails, or whose process dies, is reported and dropped; the others go on.
+    const guarded = async (t: Target, round: number, durationS: number): Promise<RunRecord | undefined> => {
+      const what = round === 0 ? 'warm-up' : `round ${round}`
+      try {
+        const r = await measureRun(t, round, durationS)
+        const dead = [t.measured, t.upstream].find((c) => c?.hasExited() === true)
+        if (dead !== undefined) throw new Error(`${dead.name} exited during the run: ${dead.logTail(5)}`)
+        return r
+      } catch (err) {
+        fail(t.id, `${what} failed: ${(err as Error).message}`)
+        targets.splice(targets.indexOf(t), 1)
+        return undefined
+      }
+    }
+    if (opts.warmupS > 0) {
+      for (const t of [...targets]) {
+        log(`warm-up ${t.id} (${opts.warmupS} s)`)
+        const r = await guarded(t, 0, opts.warmupS)
+        if (r !== undefined) results.warmups.push(r)
+      }
+    }
+    for (let round = 1; round <= opts.rounds; round++) {
+      for (const t of [...targets]) {
+        const r = await guarded(t, round, opts.durationS)
+        if (r === undefined) continue
+        results.runs.push(r)
+        log(`round ${round}/${opts.rounds} ${t.id.padEnd(18)} ${r.rps.toFixed(0).padStart(6)} req/s  cpu ${r.cpuUsPerReq.toFixed(1).padStart(7)} µs/req (${r.cpuPct.toFixed(0)}% of a core)  p50 ${r.p50Ms.toFixed(2)} ms  p99 ${r.p99Ms.toFixed(2)} ms  errors ${r.errorsTotal}`)
+      }
+    }
+
+    // ---- streaming
+    if (gw !== undefined && systems.get('gateway')?.status === 'ok' && targets.some((t) => t.id === 'gateway')) {
+      const skip = Math.min(5, Math.floor(opts.sseEvents / 10))
+      const d: NonNullable<BenchResults['streaming']['delay']> = { intervalMs: opts.sseIntervalMs, skipped: skip }
+      try {
+        for (const method of ['POST', 'GET'] as const) {
+          log(`SSE delay: ${opts.sseEvents} events ${opts.sseIntervalMs} ms apart, ${method}, direct then through the gateway`)
+          const o = { method, headers: method === 'POST' ? headers(token) : { Accept: 'text/event-stream', Authorization: `Bearer ${token}`, 'MCP-Protocol-Version': MCP_PROTOCOL_VERSION }, ...(method === 'POST' ? { body: REQUEST_BODY } : {}), n: opts.sseEvents, intervalMs: opts.sseIntervalMs, skip }
+          const direct = summarizeDelays(await sseDelays(`${tick.origin}/ticks`, o))
+          const via = summarizeDelays(await sseDelays(`${gw.origin}/ticks`, o))
+          d[method === 'POST' ? 'post' : 'get'] = { direct, gateway: via, addedP50Us: via.p50Us - direct.p50Us, addedP99Us: via.p99Us - direct.p99Us }
+        }
+      } catch (err) {
+        d.error = (err as Error).message
+      }
+      results.streaming.delay = d
+      results.streaming.idle = await idleStreams(rt, {
+        dir,
+        startGateway: async (name) => await startGateway(rt, dir, { ...gwOpts, name, jwksUri: jwks.uri('main'), routes: [gwRoutes[0]!] }),
+        stopGateway: async (child) => { await stopChild(child, 3000) },
+        upstream: upstream.child,
+        path: '/mcp',
+        token,
+        counts: opts.idleCounts,
+        holdS: opts.idleHoldS,
+        releaseS: opts.idleReleaseS,
+        log
+      })
+    }
+
+    // ---- key rotation (needs the JWKS cooldown to have passed)
+    if (cA !== undefined && cB !== undefined && results.cold?.start !== undefined) {
+      try {
+        const lastFetchAt = (): number => Math.max(jwks.lastFetchAt('cold-a'), jwks.lastFetchAt('cold-b'))
+        results.cold.rotation = await rotation(cA, cB, coldDeps, { concurrent: opts.coldConcurrent, maxWaitMs: opts.rotationMaxWaitMs, lastFetchAt, log })
+      } catch (err) {
+        results.cold.rotation = { status: 'failed', reason: (err as Error).message }
+      }
+    }
+  } finally {
+    log('stopping every process')
+    await stopAll(3000)
+    await tick.close()
+    await jwks.close()
+    if (!opts.keepTmp) rmSync(dir, { recursive: true, force: true })
+    forgetTmp()
+  }
+
+  // ---- summary
+  results.systems = [...systems.values()]
+  for (const s of results.systems) {
+    const runs = results.runs.filter((r) => r.system === s.id)
+    if (runs.length === 0) continue
+    const sp = (f: (r: RunRecord) => number | undefined): Spread | undefined => spread(runs.map(f).filter((x): x is number => x !== undefined))
+    const sum: SystemSummary = {
+      errorsTotal: runs.reduce((a, r) => a + r.errorsTotal, 0),
+      requestsTotal: runs.reduce((a, r) => a + r.requests, 0)
+    }
+    const set = <K extends keyof SystemSummary>(k: K, v: SystemSummary[K] | undefined): void => { if (v !== undefined) sum[k] = v }
+    set('cpuUsPerReq', sp((r) => r.cpuUsPerReq))
+    set('rps', sp((r) => r.rps))
+    set('p50Ms', sp((r) => r.p50Ms))
+    set('p99Ms', sp((r) => r.p99Ms))
+    set('cpuPct', sp((r) => r.cpuPct))
+    set('upstreamCpuUsPerReq', sp((r) => r.upstreamCpuUsPerReq))
+    set('loadgenCpuPct', sp((r) => r.loadgenCpuPct))
+    results.summary[s.id] = sum
+  }
+  const ratio = (name: string, num: SystemId, den: SystemId, metric: 'cpuUsPerReq' | 'rps'): void => {
+    const perRound: RatioRecord['perRound'] = []
+    for (let round = 1; round <= opts.rounds; round++) {
+      const a = results.runs.find((r) => r.system === num && r.round === round)
+      const b = results.runs.find((r) => r.system === den && r.round === round)
+      if (a !== undefined && b !== undefined && b[metric] > 0) perRound.push({ round, value: a[metric] / b[metric] })
+    }
+    if (perRound.length === 0) return
+    const s = spread(perRound.map((p) => p.value))
+    results.ratios.push({ name, num, den, metric, perRound, ...(s !== undefined ? { spread: s } : {}) })
+  }
+  for (const r of CPU_RATIOS) ratio(`CPU per request, ${r.num} / ${r.den}`, r.num, r.den, 'cpuUsPerReq')
+  ratio('throughput with a real SDK upstream, through the gateway / direct', 'sdk-gateway', 'sdk-direct', 'rps')
+  results.meta.wallS = (Date.now() - t0) / 1000
+  return results
+}
+
+/** undefined when the system answers right and refuses what it must; else what is wrong. */
+async function preflight (t: Target, o: { badSig: string, expired: string, headers: (tok: string | undefined) => Record<string, string> }): Promise<string | undefined> {
+  try {
+    const ok = await timedRequest(t.spec.url, { headers: t.spec.headers, body: t.spec.body })
+    if (ok.status !== 200) return `a valid request got status ${ok.status}: ${ok.body.slice(0, 200)}`
+    if (!t.validBody(ok.body)) return `unexpected response body: ${ok.body.slice(0, 200)}`
+    if (!t.authenticates) return undefined
+    for (const [what, tok] of [['no token', undefined], ['a token with a bad signature', o.badSig], ['an expired token', o.expired]] as const) {
+      const r = await timedRequest(t.spec.url, { headers: o.headers(tok), body: t.spec.body })
+      if (r.status < 400 || r.status >= 500) return `${what} got status ${r.status}, expected a 4xx refusal`
+    }
+    return undefined
+  } catch (err) {
+    return (err as Error).message
+  }
+}

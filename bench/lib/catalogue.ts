@@ -1,0 +1,63 @@
+/** The systems the bench knows, in the order they run within a round. */
+
+export type SystemId =
+  | 'direct' | 'nginx' | 'haproxy-plain' | 'haproxy-jwt' | 'express-sdk' | 'express-keepalive'
+  | 'gateway' | 'gateway-policy' | 'gateway-introspection' | 'sdk-direct' | 'sdk-gateway'
+
+export interface SystemInfo {
+  id: SystemId
+  /** Letter in the issue's list, when it has one. */
+  letter?: string
+  label: string
+  /** 'proxy': the ~300-byte bare upstream behind it; 'real': the SDK upstream. */
+  group: 'proxy' | 'real'
+  /** Set for systems that cannot exist yet: reported as such, never measured. */
+  notAvailableYet?: string
+  /** Whether it is in the default full run. */
+  default: boolean
+}
+
+export const CATALOGUE: readonly SystemInfo[] = [
+  { id: 'direct', letter: 'a', label: 'upstream directly (bare Fastify, no proxy)', group: 'proxy', default: true },
+  { id: 'nginx', letter: 'b', label: 'nginx, plain reverse proxy, upstream keepalive, 1 worker', group: 'proxy', default: true },
+  { id: 'haproxy-plain', label: 'HAProxy, plain reverse proxy, nbthread 1', group: 'proxy', default: false },
+  { id: 'haproxy-jwt', letter: 'c', label: 'HAProxy, jwt_verify RS256 + iss/aud/exp/scope checks, nbthread 1', group: 'proxy', default: true },
+  { id: 'express-sdk', letter: 'd', label: 'express + SDK requireBearerAuth (jose, no cache) + http-proxy-middleware, defaults (new upstream connection per request)', group: 'proxy', default: true },
+  { id: 'express-keepalive', label: 'the same with a keep-alive agent', group: 'proxy', default: false },
+  { id: 'gateway', letter: 'e', label: 'mcp-auth-gateway, JWT route (warm token)', group: 'proxy', default: true },
+  {
+    id: 'gateway-policy',
+    letter: 'f',
+    label: 'mcp-auth-gateway, per-tool policy route (body inspected)',
+    group: 'proxy',
+    default: true,
+    notAvailableYet: 'not available yet: the gateway has no per-tool policy (JSON-RPC body inspection) feature'
+  },
+  {
+    id: 'gateway-introspection',
+    letter: 'g',
+    label: 'mcp-auth-gateway, introspection route (opaque tokens)',
+    group: 'proxy',
+    default: true,
+    notAvailableYet: 'not available yet: the gateway has no RFC 7662 introspection support'
+  },
+  { id: 'sdk-direct', label: 'real MCP SDK server (stateless, JSON responses) directly', group: 'real', default: true },
+  { id: 'sdk-gateway', label: 'real MCP SDK server through the gateway', group: 'real', default: true }
+]
+
+export const SMOKE_SYSTEMS: readonly SystemId[] = ['direct', 'gateway']
+
+export function systemInfo (id: SystemId): SystemInfo {
+  const s = CATALOGUE.find((x) => x.id === id)
+  if (s === undefined) throw new Error(`unknown system ${id}`)
+  return s
+}
+
+/** Per-round CPU ratios reported (numerator / denominator), when both ran. */
+export const CPU_RATIOS: ReadonlyArray<{ num: SystemId, den: SystemId }> = [
+  { num: 'gateway', den: 'nginx' },
+  { num: 'gateway', den: 'haproxy-plain' },
+  { num: 'gateway', den: 'haproxy-jwt' },
+  { num: 'gateway', den: 'express-sdk' },
+  { num: 'gateway', den: 'express-keepalive' }
+]

@@ -1,0 +1,201 @@
+/** The results as markdown tables and as an SVG bar chart (hand-written, no chart library). */
+import type { BenchResults, SystemRecord } from './bench.js'
+import type { Spread } from './stats.js'
+
+const f = (x: number | undefined, digits = 1): string => x === undefined || !Number.isFinite(x) ? '–' : x.toFixed(digits)
+const int = (x: number | undefined): string => x === undefined || !Number.isFinite(x) ? '–' : Math.round(x).toLocaleString('en-US')
+const sp = (s: Spread | undefined, digits = 1, fmt: (x: number, d: number) => string = (x, d) => x.toFixed(d)): string =>
+  s === undefined ? '–' : s.n === 1 ? fmt(s.median, digits) : `${fmt(s.median, digits)} [${fmt(s.min, digits)}–${fmt(s.max, digits)}]`
+const spInt = (s: Spread | undefined): string => sp(s, 0, (x) => Math.round(x).toLocaleString('en-US'))
+
+function name (s: SystemRecord): string {
+  return s.letter !== undefined ? `(${s.letter}) ${s.label}` : s.label
+}
+
+function unavailable (s: SystemRecord): string {
+  return s.status === 'not-available' ? (s.reason ?? 'not available yet') : `not available: ${s.reason ?? 'unknown'}`
+}
+
+export function markdown (r: BenchResults): string {
+  const m = r.meta
+  const o = m.options
+  const out: string[] = []
+  out.push(`# mcp-auth-gateway benchmark${o.smoke ? ' (smoke mode)' : ''}`, '')
+  out.push(`- **date** ${m.date} · **commit** ${m.commit}${m.dirty ? ' (with uncommitted changes)' : ''} · **wall time** ${Math.round(m.wallS)} s`)
+  out.push(`- **machine** ${m.nproc} CPUs (\`nproc\`), ${m.cpuModel}, ${m.memGB} GB, Linux ${m.kernel}`)
+  out.push(`- **node** ${m.node} (harness), ${m.gatewayNode} (gateway and the other Node processes) · **gateway** \`${m.gatewayEntry}\`, logLevel \`${m.gatewayLogLevel}\``)
+  out.push(`- **tools** ${Object.values(m.tools).join(' · ')}`)
+  out.push(`- **load** ${m.loadgen}: ${o.connections} connections, ${o.threads} thread${o.threads === 1 ? '' : 's'}, ${o.durationS} s per system per round, ${o.rounds} round${o.rounds === 1 ? '' : 's'} interleaved (A B C … A B C …), ${o.warmupS} s warm-up per system first`)
+  out.push('- **request** POST JSON-RPC `tools/call` (100 bytes) with `Authorization: Bearer` (RS256 JWT, the same warm token for every system); the bare upstream answers 300 bytes of JSON')
+  out.push('- **CPU** utime+stime from `/proc/<pid>/stat` of the system\'s whole process tree, sampled right before and after the load run, divided by the requests served', '')
+
+  const proxy = r.systems.filter((s) => s.group === 'proxy')
+  const real = r.systems.filter((s) => s.group === 'real')
+  const n = o.rounds
+
+  out.push(`## CPU per request and throughput (median of ${n} round${n === 1 ? '' : 's'} [min–max])`, '')
+  out.push('| system | CPU µs/request | req/s | p50 ms | p99 ms | errors | its CPU, % of one core | upstream CPU µs/request | load generator CPU, % of one core |')
+  out.push('|---|---|---|---|---|---|---|---|---|')
+  for (const s of proxy) {
+    const x = r.summary[s.id]
+    if (s.status !== 'ok' || x === undefined) {
+      out.push(`| ${name(s)} | ${unavailable(s)} | | | | | | | |`)
+      continue
+    }
+    const cpu = s.id === 'direct' ? `${sp(x.cpuUsPerReq)} ¹` : `**${sp(x.cpuUsPerReq)}**`
+    out.push(`| ${name(s)} | ${cpu} | ${spInt(x.rps)} | ${sp(x.p50Ms, 2)} | ${sp(x.p99Ms, 2)} | ${int(x.errorsTotal)} of ${int(x.requestsTotal)} | ${sp(x.cpuPct, 0)} | ${sp(x.upstreamCpuUsPerReq)} | ${sp(x.loadgenCpuPct, 0)} |`)
+  }
+  out.push('', '¹ No proxy: the figure is the upstream process\'s own CPU per request.')
+  out.push('Errors are HTTP status ≥ 400 plus socket errors (connect, read, write, timeout) as the load generator counts them. A system near 100 % of one core is CPU-bound (Node processes can exceed 100 %: GC and libuv threads).', '')
+
+  const cpuRatios = r.ratios.filter((x) => x.metric === 'cpuUsPerReq')
+  if (cpuRatios.length > 0) {
+    out.push('## Ratios, computed within each round (CPU per request)', '')
+    out.push(`| ratio | ${Array.from({ length: n }, (_, i) => `round ${i + 1}`).join(' | ')} | median [range] |`)
+    out.push(`|---|${'---|'.repeat(n)}---|`)
+    for (const x of cpuRatios) {
+      const cells = Array.from({ length: n }, (_, i) => f(x.perRound.find((p) => p.round === i + 1)?.value, 2))
+      out.push(`| ${x.num} / ${x.den} | ${cells.join(' | ')} | **${sp(x.spread, 2)}** |`)
+    }
+    out.push('')
+  }
+
+  if (real.length > 0) {
+    out.push('## Real upstream: an MCP SDK server (stateless Streamable HTTP, JSON responses) doing `tools/call`', '')
+    out.push('| system | req/s | p50 ms | p99 ms | errors | CPU µs/request | upstream CPU µs/request |')
+    out.push('|---|---|---|---|---|---|---|')
+    for (const s of real) {
+      const x = r.summary[s.id]
+      if (s.status !== 'ok' || x === undefined) {
+        out.push(`| ${name(s)} | ${unavailable(s)} | | | | | |`)
+        continue
+      }
+      out.push(`| ${name(s)} | ${spInt(x.rps)} | ${sp(x.p50Ms, 2)} | ${sp(x.p99Ms, 2)} | ${int(x.errorsTotal)} of ${int(x.requestsTotal)} | ${sp(x.cpuUsPerReq)}${s.id === 'sdk-direct' ? ' ¹' : ''} | ${sp(x.upstreamCpuUsPerReq)} |`)
+    }
+    const t = r.ratios.find((x) => x.metric === 'rps')
+    if (t !== undefined) out.push('', `Throughput through the gateway / direct, per round: ${t.perRound.map((p) => f(p.value, 2)).join(', ')}; median **${sp(t.spread, 2)}**.`)
+    out.push('')
+  }
+
+  out.push('## Streaming', '')
+  const d = r.streaming.delay
+  if (d === undefined) out.push('Added delay per SSE event: not measured (the gateway did not run).', '')
+  else {
+    out.push(`### Added delay per SSE event (events ${d.intervalMs} ms apart, first ${d.skipped} dropped)`, '')
+    if (d.error !== undefined) out.push(`Failed: ${d.error}`, '')
+    out.push('| stream | events | direct p50 / p99 µs | through the gateway p50 / p99 µs | added p50 µs | added p99 µs |')
+    out.push('|---|---|---|---|---|---|')
+    for (const [label, x] of [['POST, SSE response', d.post], ['GET stream', d.get]] as const) {
+      if (x === undefined) continue
+      out.push(`| ${label} | ${x.gateway.events} | ${f(x.direct.p50Us, 0)} / ${f(x.direct.p99Us, 0)} | ${f(x.gateway.p50Us, 0)} / ${f(x.gateway.p99Us, 0)} | **${f(x.addedP50Us, 0)}** | **${f(x.addedP99Us, 0)}** |`)
+    }
+    out.push('')
+  }
+  if (r.streaming.idle.length > 0) {
+    out.push('### Idle SSE streams held open through the gateway', '')
+    const rel = r.streaming.idle.find((x) => x.releaseS !== undefined)?.releaseS ?? 0
+    out.push(`| N | established | gateway RSS MB (fresh process before) | KB per stream | open fds | sockets | gateway CPU while idle, % of a core | ${rel} s after the clients closed: gateway sockets / upstream legs still open | note |`)
+    out.push('|---|---|---|---|---|---|---|---|---|')
+    for (const x of r.streaming.idle) {
+      if (x.status === 'skipped' || x.established === undefined) {
+        out.push(`| ${int(x.n)} | ${x.status === 'skipped' ? 'not measured' : 'failed'}: ${x.reason ?? ''} | | | | | | | |`)
+        continue
+      }
+      const note = [x.note, x.status !== 'ok' ? x.reason : undefined, x.failures !== undefined && Object.keys(x.failures).length > 0 ? `failures ${JSON.stringify(x.failures)}` : undefined].filter((s) => s !== undefined).join('; ')
+      out.push(`| ${int(x.n)} | ${int(x.established)} in ${f((x.openMs ?? 0) / 1000, 1)} s | **${f(x.rssMB, 0)}** (${f(x.baselineRssMB, 0)}) | ${f(x.perStreamKB, 1)} | ${int(x.fds)} | ${int(x.sockets)} | ${f(x.idleCpuPct, 2)} | ${int(x.socketsAfterClose)} / ${int(x.upstreamSocketsAfterClose)} | ${note} |`)
+    }
+    out.push('')
+  }
+
+  out.push('### Cold token', '')
+  const c = r.cold
+  if (c === undefined || c.start === undefined) out.push(`Not measured${c?.error !== undefined ? `: ${c.error}` : ''}.`, '')
+  else {
+    const st = c.start
+    const statuses = (x: Record<string, number>): string => Object.entries(x).map(([k, v]) => `${v}× ${k}`).join(', ')
+    out.push('| measurement | latency | statuses | JWKS fetches |')
+    out.push('|---|---|---|---|')
+    out.push(`| first request a just-started gateway serves (never-seen token; keys loaded at startup) | ${f(st.firstRequest.ms, 2)} ms | ${st.firstRequest.status} | ${st.jwksFetchesAtReady} at startup, ${st.jwksFetchesTotal} after all of these |`)
+    out.push(`| after ${st.warmupRequests} warm-up requests: the same token, warm (cached), median of ${st.warm.n} sequential | ${f(st.warm.medianMs, 2)} ms | ${statuses(st.warm.statuses)} | |`)
+    out.push(`| then never-seen tokens (full RS256 verify, keys cached), median of ${st.neverSeenSequential.n} sequential | ${f(st.neverSeenSequential.medianMs, 2)} ms | ${statuses(st.neverSeenSequential.statuses)} | |`)
+    out.push(`| ${st.concurrent.n} concurrent never-seen tokens, second fresh gateway | p50 ${f(st.concurrent.p50Ms, 2)} ms, max ${f(st.concurrent.maxMs, 2)} ms | ${statuses(st.concurrent.statuses)} | ${st.concurrent.jwksFetchesDuring} during |`)
+    const rot = c.rotation
+    if (rot === undefined) out.push('| key rotation | not measured | | |')
+    else if (rot.status !== 'ok') out.push(`| key rotation (token from a key never seen → JWKS fetch) | ${rot.status === 'skipped' ? 'not measured' : 'failed'}: ${rot.reason ?? ''} | | |`)
+    else {
+      out.push(`| one token from a new key (unknown kid → JWKS fetch) | ${f(rot.single!.ms, 2)} ms (then ${f(rot.single!.warmMedianMs, 2)} ms warm) | ${rot.single!.status} | **${rot.single!.jwksFetchesDuring}** during |`)
+      out.push(`| ${rot.concurrent!.n} concurrent tokens from another new key | p50 ${f(rot.concurrent!.p50Ms, 2)} ms, max ${f(rot.concurrent!.maxMs, 2)} ms | ${statuses(rot.concurrent!.statuses)} | **${rot.concurrent!.jwksFetchesDuring}** during (must be 1) |`)
+    }
+    out.push('')
+  }
+
+  const notes = [...m.notes]
+  for (const s of r.systems) if (s.status === 'failed') notes.push(`${s.id}: not available: ${s.reason ?? ''}`)
+  if (notes.length > 0) {
+    out.push('## Notes', '')
+    for (const x of notes) out.push(`- ${x}`)
+    out.push('')
+  }
+  return out.join('\n')
+}
+
+// ---------------------------------------------------------------- SVG
+
+const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;')
+
+function niceStep (max: number, ticks = 6): number {
+  const raw = max / ticks
+  const mag = 10 ** Math.floor(Math.log10(raw))
+  for (const m of [1, 2, 2.5, 5, 10]) if (raw <= m * mag) return m * mag
+  return 10 * mag
+}
+
+/** Horizontal bars: CPU µs per request per proxy (median), whiskers from min to max over the rounds. */
+export function svgChart (r: BenchResults): string {
+  const rows = r.systems.filter((s) => s.group === 'proxy' && s.id !== 'direct')
+  const width = 860
+  const left = 360
+  const right = 90
+  const top = 70
+  const rowH = 34
+  const height = top + rows.length * rowH + 50
+  const plotW = width - left - right
+  const maxV = Math.max(1, ...rows.map((s) => r.summary[s.id]?.cpuUsPerReq?.max ?? 0))
+  const step = niceStep(maxV * 1.05)
+  const axisMax = Math.ceil((maxV * 1.05) / step) * step
+  const x = (v: number): number => left + (v / axisMax) * plotW
+  const colour = (id: string): string => id.startsWith('gateway') ? '#2563eb' : id.startsWith('express') ? '#9333ea' : id.startsWith('haproxy') ? '#0d9488' : '#64748b'
+  const o: string[] = []
+  o.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="system-ui, -apple-system, Segoe UI, Helvetica, Arial, sans-serif" font-size="13">`)
+  o.push(`<rect width="${width}" height="${height}" fill="#ffffff"/>`)
+  o.push(`<text x="${left}" y="24" font-size="16" font-weight="600" fill="#0f172a">Proxy CPU per request (µs), lower is better</text>`)
+  const m = r.meta
+  o.push(`<text x="${left}" y="44" font-size="11" fill="#475569">${esc(`median of ${m.options.rounds} interleaved round${m.options.rounds === 1 ? '' : 's'}, whiskers min–max · ${m.loadgen.split(' ')[0] ?? ''} ${m.options.connections} connections · ${m.nproc} CPUs · node ${m.gatewayNode} · ${m.date.slice(0, 10)} · ${m.commit}${m.dirty ? '+dirty' : ''}`)}</text>`)
+  for (let v = 0; v <= axisMax + 1e-9; v += step) {
+    const xx = x(v).toFixed(1)
+    o.push(`<line x1="${xx}" y1="${top - 8}" x2="${xx}" y2="${top + rows.length * rowH}" stroke="#e2e8f0"/>`)
+    o.push(`<text x="${xx}" y="${top + rows.length * rowH + 18}" text-anchor="middle" font-size="11" fill="#475569">${Number(v.toPrecision(6))}</text>`)
+  }
+  rows.forEach((s, i) => {
+    const y = top + i * rowH
+    const label = s.letter !== undefined ? `(${s.letter}) ${s.id}` : s.id
+    o.push(`<text x="${left - 10}" y="${y + rowH / 2 + 4}" text-anchor="end" fill="#0f172a">${esc(label)}</text>`)
+    const sum = r.summary[s.id]?.cpuUsPerReq
+    if (s.status !== 'ok' || sum === undefined) {
+      o.push(`<text x="${left + 6}" y="${y + rowH / 2 + 4}" fill="#94a3b8" font-style="italic">${esc(s.status === 'not-available' ? 'not available yet' : 'not available')}</text>`)
+      return
+    }
+    const barY = y + 7
+    const barH = rowH - 14
+    o.push(`<rect x="${left}" y="${barY}" width="${(x(sum.median) - left).toFixed(1)}" height="${barH}" fill="${colour(s.id)}" rx="2"><title>${esc(`${s.label}: median ${sum.median.toFixed(1)} µs, min ${sum.min.toFixed(1)}, max ${sum.max.toFixed(1)}`)}</title></rect>`)
+    const cy = y + rowH / 2
+    if (sum.n > 1) {
+      o.push(`<line x1="${x(sum.min).toFixed(1)}" y1="${cy}" x2="${x(sum.max).toFixed(1)}" y2="${cy}" stroke="#0f172a" stroke-width="1.5"/>`)
+      for (const v of [sum.min, sum.max]) o.push(`<line x1="${x(v).toFixed(1)}" y1="${cy - 6}" x2="${x(v).toFixed(1)}" y2="${cy + 6}" stroke="#0f172a" stroke-width="1.5"/>`)
+    }
+    o.push(`<text x="${(x(sum.max) + 8).toFixed(1)}" y="${cy + 4}" fill="#0f172a" font-weight="600">${sum.median.toFixed(0)}</text>`)
+  })
+  o.push(`<text x="${left + plotW / 2}" y="${height - 8}" text-anchor="middle" font-size="11" fill="#475569">CPU µs per request (utime+stime of the proxy's processes / requests)</text>`)
+  o.push('</svg>')
+  return o.join('\n') + '\n'
+}
