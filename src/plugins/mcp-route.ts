@@ -155,7 +155,7 @@ export function registerMcpRoute (app: FastifyInstance, deps: McpRouteDeps): voi
     const body = request.body
     // The gateway writes the response itself; Fastify still runs onResponse (the log line) on finish.
     reply.hijack()
-    forward(pool, raw, reply.raw, {
+    forward(pool, reply.raw, {
       path,
       method: request.method,
       headers: rewriteRequestHeaders.raw(raw.rawHeaders, principal, raw.socket.remoteAddress),

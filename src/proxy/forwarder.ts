@@ -7,7 +7,7 @@
  * plumbing and per-request closures of the generic proxy cost more CPU than
  * the authentication itself once tokens are cached.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { ServerResponse } from 'node:http'
 import type { Dispatcher } from 'undici'
 import { jsonRpcError, JSONRPC_UPSTREAM_TIMEOUT, JSONRPC_UPSTREAM_UNREACHABLE, requestIdOf } from '../mcp/jsonrpc.js'
 import type { EndpointScanner } from '../mcp/sse.js'
@@ -152,7 +152,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
  * Forward one request. The response (or a 502/504 JSON-RPC error) is written
  * to `res`; a client disconnect aborts the upstream request.
  */
-export function forward (pool: Dispatcher, _clientReq: IncomingMessage, res: ServerResponse, req: ForwardRequest): void {
+export function forward (pool: Dispatcher, res: ServerResponse, req: ForwardRequest): void {
   const handler = new ForwardHandler(res, req)
   res.once('close', () => { if (!res.writableFinished) handler.cancel() })
   pool.dispatch({ path: req.path, method: req.method as Dispatcher.HttpMethod, headers: req.headers, body: req.body }, handler as unknown as Dispatcher.DispatchHandler)
