@@ -11,7 +11,7 @@ import { authorizationValues, checkTokenSyntax, extractCredential } from '../aut
 import { RouteChallenges } from '../metadata/challenge.js'
 import { checkPath, queryDecodable, splitUrl } from '../proxy/paths.js'
 import { compileRequestHeaders, identityRepresentable } from '../proxy/headers.js'
-import { createUpstreamPool } from '../proxy/upstream.js'
+import { createUpstream } from '../proxy/upstream.js'
 import { forward } from '../proxy/forwarder.js'
 import { EndpointScanner, rewriteEndpoint } from '../mcp/sse.js'
 import { MAX_SSE_ENDPOINT_SCAN_BYTES } from '../config/defaults.js'
@@ -55,7 +55,7 @@ export function registerMcpRoute (app: FastifyInstance, deps: McpRouteDeps): voi
   const requiredScopes = route.scopes
   const insufficientChallenge = challenges.insufficientScope(requiredScopes, 'The access token lacks a scope this route requires')
   const rewriteRequestHeaders = compileRequestHeaders(route, deps.publicUrl)
-  const pool = createUpstreamPool(route)
+  const upstream = createUpstream(route)
   const routeConfig = { gwRouteId: route.id, kind: 'mcp' }
 
   const reject = (request: FastifyRequest, reply: FastifyReply, err: unknown): void => {
@@ -153,9 +153,11 @@ export function registerMcpRoute (app: FastifyInstance, deps: McpRouteDeps): voi
     if (q !== -1) path += url.slice(q)
     const raw = request.raw
     const body = request.body
+    // GET opens a stream: its own connection, destroyed with it (proxy/upstream.ts).
+    const stream = request.method === 'GET' ? upstream.streamClient() : undefined
     // The gateway writes the response itself; Fastify still runs onResponse (the log line) on finish.
     reply.hijack()
-    forward(pool, reply.raw, {
+    forward(stream ?? upstream.pool, reply.raw, {
       path,
       method: request.method,
       headers: rewriteRequestHeaders.raw(raw.rawHeaders, principal, raw.socket.remoteAddress),
@@ -163,6 +165,7 @@ export function registerMcpRoute (app: FastifyInstance, deps: McpRouteDeps): voi
       extraResponseHeaders: CORS_RESPONSE_HEADERS,
       sseRewriter: request.method === 'GET' ? makeScanner : undefined,
       onEnd: (outcome, failure, code, cut) => {
+        if (stream !== undefined) void stream.destroy()
         request.outcome = outcome
         if (outcome === 'upstream_error') request.log.warn({ reqId: request.id, route: route.id, failure, code }, 'upstream request failed')
         // A response that never finishes gets no onResponse: log it here.
@@ -173,7 +176,7 @@ export function registerMcpRoute (app: FastifyInstance, deps: McpRouteDeps): voi
   }
 
   // Server already closed when this runs: cut what is left (SSE streams would hold close() forever).
-  app.addHook('onClose', async () => { await pool.destroy() })
+  app.addHook('onClose', async () => { await upstream.close() })
   for (const url of [route.path, route.path + '/*']) {
     app.route({ method: [...PROXIED_METHODS], url, onRequest: authenticate, handler: forwardRequest, config: routeConfig })
     app.route({ method: 'OPTIONS', url, handler: preflight, config: routeConfig })

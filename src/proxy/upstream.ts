@@ -1,17 +1,38 @@
 /**
- * One undici Pool per upstream origin, with TLS verification on and explicit
- * timeouts. Connections are not capped: every open SSE stream holds one.
+ * Upstream connections for one route, with TLS verification on and explicit
+ * timeouts:
+ * - a Pool for POST/DELETE/…: keep-alive connections reused across requests,
+ *   not capped (every SSE response holds one);
+ * - a dedicated Client per GET, which on MCP opens an SSE stream (the
+ *   Streamable HTTP GET stream, legacy /sse). It is destroyed when the stream
+ *   ends, so a client that leaves mid-stream leaves nothing behind upstream.
+ *   (undici 7 opens a replacement connection after aborting an in-flight
+ *   response and keeps it unused; nodejs/undici#5845. In the Pool that idle
+ *   connection is reused by the next request; for long-lived streams it would
+ *   pile up.)
  */
-import { Pool } from 'undici'
+import { Client, Pool } from 'undici'
 import type { RouteConfig } from '../config/types.js'
 import { DEFAULT_UPSTREAM_CONNECTIONS, UPSTREAM_KEEPALIVE_MAX_MS } from '../config/defaults.js'
 
-export function createUpstreamPool (route: RouteConfig): Pool {
-  return new Pool(route.upstreamOrigin, {
-    connections: DEFAULT_UPSTREAM_CONNECTIONS,
+export interface Upstream {
+  readonly pool: Pool
+  /** A fresh single-connection client for one long-lived stream; destroy it when the stream ends. */
+  streamClient: () => Client
+  close: () => Promise<void>
+}
+
+export function createUpstream (route: RouteConfig): Upstream {
+  const options = {
     connect: { timeout: route.timeouts.connectMs, rejectUnauthorized: true },
     headersTimeout: route.timeouts.headersMs,
     bodyTimeout: route.timeouts.idleMs,
     keepAliveMaxTimeout: UPSTREAM_KEEPALIVE_MAX_MS
-  })
+  }
+  const pool = new Pool(route.upstreamOrigin, { ...options, connections: DEFAULT_UPSTREAM_CONNECTIONS })
+  return {
+    pool,
+    streamClient: () => new Client(route.upstreamOrigin, options),
+    close: async () => { await pool.destroy() }
+  }
 }

@@ -417,6 +417,26 @@ t.test('a client leaving mid-stream closes the upstream stream too', async (t) =
   t.ok(gw.requestLogs().some((l) => l.path === '/raw/forever' && l.outcome === 'client_closed'), 'logged as client_closed')
 })
 
+t.test('regression: clients leaving mid-stream leave no upstream connections behind (nodejs/undici#5845)', async (t) => {
+  const token = await tokenFor('/raw')
+  let connects = 0
+  const onConnection = (): void => { connects++ }
+  raw.server.on('connection', onConnection)
+  t.teardown(() => { raw.server.off('connection', onConnection) })
+  const controllers = Array.from({ length: 20 }, () => new AbortController())
+  await Promise.all(controllers.map(async (ac) => {
+    const res = await fetch(`${gw.url}/raw/forever`, { headers: { authorization: `Bearer ${token}` }, signal: ac.signal })
+    await res.body!.getReader().read()
+  }))
+  const opened = connects
+  t.ok(opened >= 20, `the streams opened upstream connections (${opened})`)
+  for (const ac of controllers) ac.abort()
+  await new Promise((resolve) => setTimeout(resolve, 500))
+  t.equal(connects, opened, 'no replacement connection is opened after the aborts')
+  const open = await new Promise<number>((resolve) => { raw.server.getConnections((_e, n) => { resolve(n) }) })
+  t.ok(open <= 2, `upstream connections closed (${open} open)`)
+})
+
 t.test('one log line per request with the required fields', async (t) => {
   const logs = gw.requestLogs()
   t.ok(logs.length > 20)
