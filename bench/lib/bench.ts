@@ -15,7 +15,7 @@ import { runLoad, type LoadGen, type LoadResult, type LoadSpec } from './load.js
 import { clockTicks, cpuSecondsBetween, onExit, rssBytes, sampleCpu, sh, stopAll, stopChild, type Child } from './procs.js'
 import { spread, type Spread } from './stats.js'
 import { idleStreams, sseDelays, startTickServer, summarizeDelays, type DelaySample, type IdleStreamsResult } from './streaming.js'
-import { startBareUpstream, startExpressBaseline, startGateway, startHaproxy, startNginx, startSdkUpstream, type GatewayEntry, type NodeRuntime, type Started } from './systems.js'
+import { startBareUpstream, startExpressBaseline, startFastifyHttpProxy, startGateway, startHaproxy, startNginx, startSdkUpstream, type GatewayEntry, type NodeRuntime, type Started } from './systems.js'
 import { makeKey, signToken, startJwksServer } from './tokens.js'
 import { ensureAutocannon, ensureTools, type ToolName, type Tools } from './tools.js'
 
@@ -290,7 +290,7 @@ export async function runBench (opts: BenchOptions, log: Log): Promise<BenchResu
     const nginxBin = needTool('nginx', 'nginx')
     const haproxyBinJwt = needTool('haproxy-jwt', 'haproxy')
     const haproxyBinPlain = needTool('haproxy-plain', 'haproxy')
-    const [gw, coldA, coldB, nginx, hapJwt, hapPlain, express, expressKa] = await Promise.all([
+    const [gw, coldA, coldB, nginx, hapJwt, hapPlain, express, expressKa, fastifyProxy] = await Promise.all([
       tryStart(['gateway', 'sdk-gateway'], has('gateway') || has('sdk-gateway') ? startGateway(rt, dir, { ...gwOpts, name: 'gateway', jwksUri: jwks.uri('main'), routes: gwRoutes }) : undefined),
       // Two more gateways for the cold-token figures, idle until then.
       has('gateway') ? startGateway(rt, dir, { ...gwOpts, name: 'cold-a', jwksUri: jwks.uri('cold-a'), routes: [gwRoutes[0]!] }).catch(() => undefined) : undefined,
@@ -299,7 +299,8 @@ export async function runBench (opts: BenchOptions, log: Log): Promise<BenchResu
       tryStart(['haproxy-jwt'], haproxyBinJwt !== undefined ? startHaproxy(haproxyBinJwt, dir, 'haproxy-jwt', upstream.port, { pubkeyPem: key.publicPem, issuer: jwks.issuer }) : undefined),
       tryStart(['haproxy-plain'], haproxyBinPlain !== undefined ? startHaproxy(haproxyBinPlain, dir, 'haproxy-plain', upstream.port, undefined) : undefined),
       tryStart(['express-sdk'], has('express-sdk') ? startExpressBaseline(rt, dir, { upstream: upstream.origin, issuer: jwks.issuer, jwksUri: jwks.uri('main'), keepAlive: false }) : undefined),
-      tryStart(['express-keepalive'], has('express-keepalive') ? startExpressBaseline(rt, dir, { upstream: upstream.origin, issuer: jwks.issuer, jwksUri: jwks.uri('main'), keepAlive: true }) : undefined)
+      tryStart(['express-keepalive'], has('express-keepalive') ? startExpressBaseline(rt, dir, { upstream: upstream.origin, issuer: jwks.issuer, jwksUri: jwks.uri('main'), keepAlive: true }) : undefined),
+      tryStart(['fastify-http-proxy-jose'], has('fastify-http-proxy-jose') ? startFastifyHttpProxy(rt, dir, { upstream: upstream.origin, issuer: jwks.issuer, jwksUri: jwks.uri('main') }) : undefined)
     ])
     const coldReadyAt = Date.now()
 
@@ -330,6 +331,7 @@ export async function runBench (opts: BenchOptions, log: Log): Promise<BenchResu
     add('haproxy-jwt', hapJwt, '/mcp', { upstream: upstream.child, auth: true })
     add('express-sdk', express, '/mcp', { upstream: upstream.child, auth: true })
     add('express-keepalive', expressKa, '/mcp', { upstream: upstream.child, auth: true })
+    add('fastify-http-proxy-jose', fastifyProxy, '/mcp', { upstream: upstream.child, auth: true })
     add('gateway', gw, '/mcp', { upstream: upstream.child, auth: true })
     if (sdk !== undefined) {
       add('sdk-direct', sdk, '/mcp', { sdk: true, auth: false })

@@ -2,7 +2,7 @@
 
 export type SystemId =
   | 'direct' | 'nginx' | 'haproxy-plain' | 'haproxy-jwt' | 'express-sdk' | 'express-keepalive'
-  | 'gateway' | 'gateway-policy' | 'gateway-introspection' | 'sdk-direct' | 'sdk-gateway'
+  | 'fastify-http-proxy-jose' | 'gateway' | 'gateway-policy' | 'gateway-introspection' | 'sdk-direct' | 'sdk-gateway'
 
 export interface SystemInfo {
   id: SystemId
@@ -24,6 +24,7 @@ export const CATALOGUE: readonly SystemInfo[] = [
   { id: 'haproxy-jwt', letter: 'c', label: 'HAProxy, jwt_verify RS256 + iss/aud/exp/scope checks, nbthread 1', group: 'proxy', default: true },
   { id: 'express-sdk', letter: 'd', label: 'express + SDK requireBearerAuth (jose, no cache) + http-proxy-middleware, defaults (new upstream connection per request)', group: 'proxy', default: true },
   { id: 'express-keepalive', label: 'the same with a keep-alive agent', group: 'proxy', default: false },
+  { id: 'fastify-http-proxy-jose', label: 'Fastify + @fastify/http-proxy + jose (onRequest hook, verified-token Map cache), defaults', group: 'proxy', default: false },
   { id: 'gateway', letter: 'e', label: 'mcp-auth-gateway, JWT route (warm token)', group: 'proxy', default: true },
   {
     id: 'gateway-policy',
@@ -59,5 +60,6 @@ export const CPU_RATIOS: ReadonlyArray<{ num: SystemId, den: SystemId }> = [
   { num: 'gateway', den: 'haproxy-plain' },
   { num: 'gateway', den: 'haproxy-jwt' },
   { num: 'gateway', den: 'express-sdk' },
-  { num: 'gateway', den: 'express-keepalive' }
+  { num: 'gateway', den: 'express-keepalive' },
+  { num: 'gateway', den: 'fastify-http-proxy-jose' }
 ]

@@ -1,8 +1,9 @@
 /**
  * The systems under test, each started on 127.0.0.1 as its own process (group)
  * so that its CPU time can be read from /proc: the bare upstream, nginx,
- * HAProxy with jwt_verify, the express + SDK baseline, the gateway, and the
- * real SDK upstream. Configs are generated into the run's temp dir.
+ * HAProxy with jwt_verify, the express + SDK baseline, the optional
+ * Fastify + @fastify/http-proxy + jose proxy, the gateway, and the real SDK
+ * upstream. Configs are generated into the run's temp dir.
  */
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -56,6 +57,16 @@ export async function startExpressBaseline (rt: NodeRuntime, dir: string, o: { u
     JWKS_URI: o.jwksUri,
     AUDIENCE: BENCH_AUDIENCE,
     KEEPALIVE: o.keepAlive ? '1' : '0'
+  }, dir)
+}
+
+export async function startFastifyHttpProxy (rt: NodeRuntime, dir: string, o: { upstream: string, issuer: string, jwksUri: string }): Promise<Started> {
+  return await startNodeScript(rt, 'fastify-http-proxy-jose', 'bench/procs/fastify-http-proxy.ts', {
+    UPSTREAM: o.upstream,
+    ISSUER: o.issuer,
+    JWKS_URI: o.jwksUri,
+    AUDIENCE: BENCH_AUDIENCE,
+    SCOPE: BENCH_SCOPE
   }, dir)
 }
 
