@@ -73,8 +73,9 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
       res.writeHead(statusCode, headers)
     } catch {
       // An upstream header Node refuses to send (invalid characters): a bad gateway.
-      this.#abort?.()
+      // Answer first, so the abort that follows is not mistaken for the client leaving.
       this.#fail('unreachable', 'ERR_INVALID_UPSTREAM_HEADER')
+      this.#abort?.()
       return false
     }
     if (sse) res.flushHeaders()

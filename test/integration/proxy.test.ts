@@ -41,6 +41,9 @@ async function startRawUpstream (): Promise<RawUpstream> {
           else { clearInterval(timer); res.end('data: done\n\n') }
         }, 100)
         res.on('close', () => { clearInterval(timer) })
+      } else if (req.url?.startsWith('/bad-header') === true) {
+        // An invalid header value (a control character), written raw on the socket.
+        req.socket.write('HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Bad: a\u0001b\r\nContent-Length: 2\r\n\r\n{}')
       } else if (req.url?.startsWith('/hop') === true) {
         res.writeHead(200, { 'content-type': 'application/json', connection: 'keep-alive, x-hop-secret', 'x-hop-secret': 'internal', 'keep-alive': 'timeout=5', 'x-kept': 'yes' })
         res.end('{}')
@@ -315,6 +318,15 @@ t.test('hop-by-hop response headers, and those the upstream names in Connection,
   t.not(res['keep-alive'], 'timeout=5', 'the upstream Keep-Alive is dropped (Node sets its own for the client connection)')
   t.equal(res['x-kept'], 'yes', 'end-to-end headers kept')
   t.equal(res['access-control-allow-origin'], '*', 'CORS added')
+})
+
+t.test('an upstream response with an invalid header gives a 502, logged as upstream_error', async (t) => {
+  const token = await tokenFor('/raw')
+  const res = await fetch(`${gw.url}/raw/bad-header`, { method: 'POST', headers: mcpHeaders(token), body: '{"jsonrpc":"2.0","id":5,"method":"x"}' })
+  t.equal(res.status, 502)
+  t.same(await res.json(), { jsonrpc: '2.0', id: 5, error: { code: -32000, message: 'The upstream MCP server is unreachable' } })
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  t.ok(gw.requestLogs().some((l) => l.path === '/raw/bad-header' && l.outcome === 'upstream_error' && l.status === 502), 'logged as upstream_error')
 })
 
 t.test('an upstream that dies mid-stream cuts the response and still gets a log line', async (t) => {
