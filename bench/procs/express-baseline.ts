@@ -16,6 +16,7 @@ import { createRemoteJWKSet, jwtVerify } from 'jose'
 // express 5 ships no type declarations and @types/express is not installed.
 // @ts-ignore TS7016
 import expressUntyped from 'express'
+import { requiredEnv } from './env.js'
 
 type Handler = (req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void) => void
 interface ExpressApp {
@@ -24,11 +25,7 @@ interface ExpressApp {
 }
 const express = expressUntyped as () => ExpressApp
 
-const env = (name: string): string => {
-  const v = process.env[name]
-  if (v === undefined || v === '') throw new Error(`${name} is not set`)
-  return v
-}
+const env = requiredEnv
 const issuer = env('ISSUER')
 const audience = env('AUDIENCE')
 const jwks = createRemoteJWKSet(new URL(env('JWKS_URI')))

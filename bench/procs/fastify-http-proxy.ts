@@ -13,12 +13,9 @@
 import fastifyHttpProxy from '@fastify/http-proxy'
 import Fastify, { type FastifyReply } from 'fastify'
 import { createRemoteJWKSet, jwtVerify } from 'jose'
+import { requiredEnv } from './env.js'
 
-const env = (name: string): string => {
-  const v = process.env[name]
-  if (v === undefined || v === '') throw new Error(`${name} is not set`)
-  return v
-}
+const env = requiredEnv
 const issuer = env('ISSUER')
 const audience = env('AUDIENCE')
 const scope = env('SCOPE')

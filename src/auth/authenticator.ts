@@ -30,6 +30,8 @@ export interface RouteAuth {
   readonly audiences: ReadonlyMap<string, readonly string[]>
   /** Verifications in progress, by token (single flight). */
   readonly inflight: Map<string, Promise<Principal>>
+  /** Extra condition a principal must meet before it is cached and admitted (checked once per token). */
+  readonly admissible: (p: Principal) => boolean
 }
 
 export class Authenticator {
@@ -74,14 +76,18 @@ export class Authenticator {
     return Promise.all([...this.verifiers.values()].map(async (v) => await v.whenReady())).then(() => undefined)
   }
 
-  compileRoute (route: RouteConfig): RouteAuth {
+  /**
+   * @param admissible checked once per verified token, before caching; a principal that fails it is
+   *   refused as `invalid_claim` (the route uses it for identity that cannot be sent as header values)
+   */
+  compileRoute (route: RouteConfig, admissible: (p: Principal) => boolean = () => true): RouteAuth {
     const audiences = new Map<string, readonly string[]>()
     for (const v of this.verifiers.values()) {
       audiences.set(v.config.issuer, Object.freeze(audienceVariants(v.config.audience ?? [route.resource])))
     }
     const cache = new TokenCache(this.#maxEntries)
     this.#caches.push(cache)
-    return { cache, audiences, inflight: new Map() }
+    return { cache, audiences, inflight: new Map(), admissible }
   }
 
   /** Cache hit, or undefined. Synchronous so the common case costs no promise. */
@@ -117,6 +123,9 @@ export class Authenticator {
     if (verifier === undefined || audiences === undefined) throw new InvalidTokenError('unknown_issuer')
     const { payload } = await verifier.verify(token, audiences)
     const principal = principalFromClaims(payload, verifier.config.issuer)
+    if (!route.admissible(principal)) {
+      throw new InvalidTokenError('invalid_claim', { detail: 'identity claims contain characters that cannot be sent as header values' })
+    }
     route.cache.set(token, principal, Date.now())
     return principal
   }

@@ -50,7 +50,8 @@ function sendRouteError (reply: FastifyReply, status: number, error: string, des
 
 export function registerMcpRoute (app: FastifyInstance, deps: McpRouteDeps): void {
   const { route, authenticator } = deps
-  const routeAuth: RouteAuth = authenticator.compileRoute(route)
+  // Identity must be sendable as header values: checked once per token, not per request.
+  const routeAuth: RouteAuth = authenticator.compileRoute(route, identityRepresentable)
   const challenges = new RouteChallenges(route.resourceMetadataUrl, route.scopes)
   const requiredScopes = route.scopes
   const insufficientChallenge = challenges.insufficientScope(requiredScopes, 'The access token lacks a scope this route requires')
@@ -87,10 +88,6 @@ export function registerMcpRoute (app: FastifyInstance, deps: McpRouteDeps): voi
         void sendRouteError(reply.header('www-authenticate', insufficientChallenge), 403, 'insufficient_scope', 'The access token lacks a scope this route requires')
         return
       }
-    }
-    if (!identityRepresentable(principal)) {
-      reject(request, reply, new InvalidTokenError('invalid_claim', { detail: 'identity claims contain characters that cannot be sent as header values' }))
-      return
     }
     request.principal = principal
     done()

@@ -179,6 +179,24 @@ async function listen(app: ExpressApp): Promise<{ server: Server; origin: string
   return { server, origin: `http://127.0.0.1:${port}` };
 }
 
+/** Listen, and close every session's McpServer before the HTTP server on close(). */
+async function listenWithSessions(
+  app: ExpressApp,
+  requests: SeenRequest[],
+  sessions: Map<string, { server: McpServer }>,
+): Promise<TestUpstream> {
+  const { server, origin } = await listen(app);
+  return {
+    origin,
+    requests,
+    async close(): Promise<void> {
+      await Promise.allSettled([...sessions.values()].map((s) => s.server.close()));
+      sessions.clear();
+      await closeServer(server);
+    },
+  };
+}
+
 async function closeServer(server: Server): Promise<void> {
   // Open SSE streams and /hang requests would keep close() waiting forever.
   server.closeAllConnections();
@@ -227,16 +245,7 @@ export async function startStatefulUpstream(opts: { path?: string } = {}): Promi
     jsonRpcError(res, 400, -32000, 'Bad Request: No valid session ID provided');
   });
 
-  const { server, origin } = await listen(app);
-  return {
-    origin,
-    requests,
-    async close(): Promise<void> {
-      await Promise.allSettled([...sessions.values()].map((s) => s.server.close()));
-      sessions.clear();
-      await closeServer(server);
-    },
-  };
+  return await listenWithSessions(app, requests, sessions);
 }
 
 /**
@@ -302,16 +311,7 @@ export async function startLegacySseUpstream(opts: { prefix?: string } = {}): Pr
     await session.transport.handlePostMessage(req, res, req.body);
   });
 
-  const { server, origin } = await listen(app);
-  return {
-    origin,
-    requests,
-    async close(): Promise<void> {
-      await Promise.allSettled([...sessions.values()].map((s) => s.server.close()));
-      sessions.clear();
-      await closeServer(server);
-    },
-  };
+  return await listenWithSessions(app, requests, sessions);
 }
 
 /** Process groups of running everything servers, killed on exit if a test forgot. */

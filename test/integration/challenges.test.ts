@@ -70,6 +70,7 @@ const rows: Row[] = [
   { name: 'alg none', headers: { authorization: `Bearer ${unsignedJwt(claims())}` }, status: 401, challenge: invalidToken('The access token signing algorithm is not allowed'), error: 'invalid_token' },
   { name: 'HS256 signed with the public key (key confusion)', headers: { authorization: `Bearer ${await hs256WithPublicKey(claims(), st.publicJwk())}` }, status: 401, challenge: invalidToken('The access token signing algorithm is not allowed'), error: 'invalid_token' },
   { name: 'an ID token type (typ: id_token+jwt)', headers: { authorization: `Bearer ${await st.sign(claims(), { typ: 'id_token+jwt' })}` }, status: 401, challenge: invalidToken('The token is not an access token'), error: 'invalid_token' },
+  { name: 'subject that cannot be sent as a header value', headers: { authorization: `Bearer ${await st.sign(claims({ sub: 'bad\u0001sub' }))}` }, status: 401, challenge: invalidToken('The access token has an invalid claim'), error: 'invalid_token' },
   { name: 'garbage', headers: { authorization: 'Bearer not-a-jwt' }, status: 401, challenge: invalidToken('The access token is malformed'), error: 'invalid_token' },
   { name: 'three garbage segments', headers: { authorization: 'Bearer aaa.bbb.ccc' }, status: 401, challenge: invalidToken('The access token is malformed'), error: 'invalid_token' },
   { name: 'oversized token', headers: { authorization: `Bearer ${'a'.repeat(9000)}` }, status: 401, challenge: invalidToken('The access token is too large'), error: 'invalid_token' },
