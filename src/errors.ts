@@ -68,6 +68,7 @@ export type InvalidTokenReason =
   | 'wrong_type'
   | 'missing_claim'
   | 'invalid_claim'
+  | 'inactive'
 
 const INVALID_TOKEN_DESCRIPTIONS: Record<InvalidTokenReason, string> = {
   malformed: 'The access token is malformed',
@@ -83,7 +84,8 @@ const INVALID_TOKEN_DESCRIPTIONS: Record<InvalidTokenReason, string> = {
   alg_not_allowed: 'The access token signing algorithm is not allowed',
   wrong_type: 'The token is not an access token',
   missing_claim: 'The access token lacks a required claim',
-  invalid_claim: 'The access token has an invalid claim'
+  invalid_claim: 'The access token has an invalid claim',
+  inactive: 'The access token is not active'
 }
 
 /** 401 `invalid_token` (RFC 6750 §3.1). */

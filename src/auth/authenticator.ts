@@ -1,49 +1,74 @@
 /**
- * Token → Principal for a route: cache lookup first (synchronous), then the
- * issuer's verifier on a miss. Audiences are compiled per (route, issuer) at
- * startup so the hot path only does map lookups.
+ * Token → Principal for a route: cache lookup first (synchronous), then, on a
+ * miss, the right issuer's check: local JWT validation (jwt.ts) or RFC 7662
+ * introspection (introspection.ts), followed by the issuer's profile rules
+ * (profiles.ts). Everything a route needs is compiled once, so the hot path
+ * only does map lookups.
  */
-import { decodeJwt } from 'jose'
+import { decodeJwt, type JWTPayload } from 'jose'
 import { InvalidTokenError } from '../errors.js'
-import type { GatewayConfig, RouteConfig } from '../config/types.js'
+import type { GatewayConfig, IssuerConfig, RouteConfig } from '../config/types.js'
 import { IssuerVerifier, type VerifierLogger, type VerifierOptions } from './jwt.js'
-import { principalFromClaims, type Principal } from './principal.js'
+import { Introspector } from './introspection.js'
+import { audienceMatches, compileIssuerRules, type IssuerRules } from './profiles.js'
+import type { Principal } from './principal.js'
 import { TokenCache } from './token-cache.js'
 
-/** Audience values accepted for a resource: as written, and with the trailing slash added or removed. */
-export function audienceVariants (values: readonly string[]): string[] {
-  const out = new Set<string>()
-  for (const v of values) {
-    out.add(v)
-    const other = v.endsWith('/') ? v.slice(0, -1) : v + '/'
-    // Never derive an empty audience (from "/"): it would match tokens with aud "".
-    if (other !== '') out.add(other)
-  }
-  return [...out]
+/** One issuer as a route sees it: its checks and the audiences compiled for the route's resource. */
+interface RouteIssuer {
+  readonly config: IssuerConfig
+  readonly verifier: IssuerVerifier | undefined
+  readonly introspector: Introspector | undefined
+  readonly rules: IssuerRules
+  /** Accepted `aud` values for this route, or null when the issuer binds tokens to client ids instead. */
+  readonly audiences: readonly string[] | null
 }
 
 /** Per-route authentication handle, compiled once. */
 export interface RouteAuth {
   /** Verified tokens for this route: a token verified for one route's audiences is not valid for another's. */
   readonly cache: TokenCache
-  /** Accepted audiences for each issuer. */
-  readonly audiences: ReadonlyMap<string, readonly string[]>
+  /** Trusted issuers by `iss`. */
+  readonly byIssuer: ReadonlyMap<string, RouteIssuer>
+  /** The issuer that accepts JWTs without `iss` (requireIssuer: false), if any. */
+  readonly issuerless: RouteIssuer | undefined
+  /** The issuer that introspects tokens that are not JWTs, if any (at most one: config checks it). */
+  readonly opaque: RouteIssuer | undefined
   /** Verifications in progress, by token (single flight). */
   readonly inflight: Map<string, Promise<Principal>>
   /** Extra condition a principal must meet before it is cached and admitted (checked once per token). */
   readonly admissible: (p: Principal) => boolean
 }
 
+interface IssuerHandle {
+  readonly config: IssuerConfig
+  readonly verifier: IssuerVerifier | undefined
+  readonly introspector: Introspector | undefined
+  readonly rules: IssuerRules
+}
+
+/** A compact JWS has three base64url parts (RFC 7515 §7.1); anything else can only be introspected. */
+const JWT_SHAPE_RE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/
+
 export class Authenticator {
   readonly verifiers: ReadonlyMap<string, IssuerVerifier>
+  readonly #issuers: ReadonlyMap<string, IssuerHandle>
   readonly #caches: TokenCache[] = []
   readonly #maxTokenBytes: number
   readonly #maxEntries: number
 
   constructor (config: GatewayConfig, log: VerifierLogger, opts?: VerifierOptions) {
     const verifiers = new Map<string, IssuerVerifier>()
-    for (const as of config.authorizationServers) verifiers.set(as.issuer, new IssuerVerifier(as, log, opts))
+    const issuers = new Map<string, IssuerHandle>()
+    for (const as of config.authorizationServers) {
+      // Opaque-only issuers need no keys: nothing of theirs is verified locally.
+      const verifier = as.tokenType === 'opaque' ? undefined : new IssuerVerifier(as, log, opts)
+      if (verifier !== undefined) verifiers.set(as.issuer, verifier)
+      const introspector = as.introspection === undefined ? undefined : new Introspector(as.issuer, as.introspection, log)
+      issuers.set(as.issuer, { config: as, verifier, introspector, rules: compileIssuerRules(as) })
+    }
     this.verifiers = verifiers
+    this.#issuers = issuers
     this.#maxEntries = config.tokenCache.maxEntries
     this.#maxTokenBytes = config.limits.maxTokenBytes
   }
@@ -54,10 +79,11 @@ export class Authenticator {
 
   stop (): void {
     for (const v of this.verifiers.values()) v.stop()
+    for (const i of this.#issuers.values()) i.introspector?.stop()
     for (const c of this.#caches) c.clear()
   }
 
-  /** True once every issuer's metadata and keys have loaded. */
+  /** True once every issuer that validates JWTs has loaded its metadata and keys. */
   get ready (): boolean {
     for (const v of this.verifiers.values()) if (v.state !== 'ready') return false
     return true
@@ -81,13 +107,20 @@ export class Authenticator {
    *   refused as `invalid_claim` (the route uses it for identity that cannot be sent as header values)
    */
   compileRoute (route: RouteConfig, admissible: (p: Principal) => boolean = () => true): RouteAuth {
-    const audiences = new Map<string, readonly string[]>()
-    for (const v of this.verifiers.values()) {
-      audiences.set(v.config.issuer, Object.freeze(audienceVariants(v.config.audience ?? [route.resource])))
+    const byIssuer = new Map<string, RouteIssuer>()
+    let issuerless: RouteIssuer | undefined
+    let opaque: RouteIssuer | undefined
+    for (const iss of route.issuers) {
+      const h = this.#issuers.get(iss)
+      if (h === undefined) throw new Error(`route ${route.id} trusts unknown issuer ${iss}`)
+      const entry: RouteIssuer = Object.freeze({ ...h, audiences: h.rules.audiences(route.resource) })
+      byIssuer.set(iss, entry)
+      if (!h.config.requireIssuer) issuerless = entry
+      if (h.introspector !== undefined) opaque = entry
     }
     const cache = new TokenCache(this.#maxEntries)
     this.#caches.push(cache)
-    return { cache, audiences, inflight: new Map(), admissible }
+    return { cache, byIssuer, issuerless, opaque, inflight: new Map(), admissible }
   }
 
   /** Cache hit, or undefined. Synchronous so the common case costs no promise. */
@@ -99,7 +132,7 @@ export class Authenticator {
   /**
    * Full verification on a cache miss; caches the result. Concurrent misses for
    * the same token share one verification (a burst of parallel first calls
-   * costs one signature check).
+   * costs one signature check or one introspection call).
    */
   verify (route: RouteAuth, token: string): Promise<Principal> {
     let pending = route.inflight.get(token)
@@ -111,22 +144,60 @@ export class Authenticator {
   }
 
   async #verify (route: RouteAuth, token: string): Promise<Principal> {
-    let iss: unknown
-    try {
-      iss = decodeJwt(token).iss
-    } catch {
-      throw new InvalidTokenError('malformed', { detail: 'not a decodable JWT' })
-    }
-    if (typeof iss !== 'string') throw new InvalidTokenError('missing_claim', { detail: 'claim iss is missing' })
-    const verifier = this.verifiers.get(iss)
-    const audiences = route.audiences.get(iss)
-    if (verifier === undefined || audiences === undefined) throw new InvalidTokenError('unknown_issuer')
-    const { payload } = await verifier.verify(token, audiences)
-    const principal = principalFromClaims(payload, verifier.config.issuer)
+    const principal = JWT_SHAPE_RE.test(token) ? await this.#verifyJwtShaped(route, token) : await this.#introspect(route, route.opaque, token)
     if (!route.admissible(principal)) {
       throw new InvalidTokenError('invalid_claim', { detail: 'identity claims contain characters that cannot be sent as header values' })
     }
     route.cache.set(token, principal, Date.now())
     return principal
+  }
+
+  /** Route a JWT by its (unverified) `iss` to the one issuer that may vouch for it; only that issuer's check makes it trusted. */
+  async #verifyJwtShaped (route: RouteAuth, token: string): Promise<Principal> {
+    let iss: unknown
+    try {
+      iss = decodeJwt(token).iss
+    } catch {
+      // Three dot-separated parts but not a JWT: an opaque token of that shape is possible.
+      if (route.opaque !== undefined) return await this.#introspect(route, route.opaque, token)
+      throw new InvalidTokenError('malformed', { detail: 'not a decodable JWT' })
+    }
+    let entry: RouteIssuer | undefined
+    if (typeof iss === 'string') {
+      entry = route.byIssuer.get(iss)
+      if (entry === undefined) throw new InvalidTokenError('unknown_issuer')
+    } else if (iss === undefined) {
+      entry = route.issuerless
+      if (entry === undefined) {
+        if (route.opaque?.config.tokenType === 'opaque') return await this.#introspect(route, route.opaque, token)
+        throw new InvalidTokenError('missing_claim', { detail: 'claim iss is missing' })
+      }
+    } else {
+      throw new InvalidTokenError('invalid_claim', { detail: 'claim iss is not a string' })
+    }
+    // tokenType opaque: the issuer's tokens are checked by introspection only, whatever their shape.
+    if (entry.verifier === undefined) return await this.#introspect(route, entry, token)
+    const { payload, header } = await entry.verifier.verify(token, entry.audiences)
+    entry.rules.check(payload, header)
+    return entry.rules.principal(payload)
+  }
+
+  /** RFC 7662, then the same checks a JWT gets: iss, exp, nbf, aud, then the profile rules (RFC 7662 §4: the RS decides). */
+  async #introspect (_route: RouteAuth, entry: RouteIssuer | undefined, token: string): Promise<Principal> {
+    if (entry?.introspector === undefined) throw new InvalidTokenError('malformed', { detail: 'not a JWT and no issuer of this route introspects' })
+    const claims = await entry.introspector.introspect(token) as JWTPayload
+    const cfg = entry.config
+    const nowS = Date.now() / 1000
+    if (claims.iss !== undefined && claims.iss !== cfg.issuer) throw new InvalidTokenError('wrong_issuer', { detail: 'introspection iss differs from the issuer' })
+    if (typeof claims.exp !== 'number') throw new InvalidTokenError('missing_claim', { detail: 'introspection result has no exp' })
+    if (claims.exp <= nowS - cfg.clockToleranceSeconds) throw new InvalidTokenError('expired')
+    if (claims.nbf !== undefined && (typeof claims.nbf !== 'number' || claims.nbf > nowS + cfg.clockToleranceSeconds)) throw new InvalidTokenError('not_yet_valid')
+    if (entry.audiences !== null) {
+      if (claims.aud === undefined) throw new InvalidTokenError('missing_claim', { detail: 'introspection result has no aud' })
+      if (!audienceMatches(claims.aud, entry.audiences)) throw new InvalidTokenError('wrong_audience')
+    }
+    entry.rules.check(claims, undefined)
+    // Trusted until exp, but no longer than the configured TTL, so revocation shows within it.
+    return entry.rules.principal(claims, Math.min(claims.exp * 1000, Date.now() + cfg.introspection!.cacheTtlMs))
   }
 }

@@ -79,7 +79,33 @@ export const DEFAULT_IDENTITY_HEADERS = {
   subject: 'X-Forwarded-User',
   clientId: 'X-Forwarded-Client-Id',
   scopes: 'X-Forwarded-Scopes',
-  issuer: 'X-Forwarded-Issuer'
+  issuer: 'X-Forwarded-Issuer',
+  /** Sent only when the issuer's role claims yield roles. */
+  roles: 'X-Forwarded-Roles'
 } as const
 
 export const DEFAULT_LOG_LEVEL = 'info'
+
+/** Symmetric algorithms an issuer with `sharedSecret` may allow (RFC 7518 §3.2). Never mixed with asymmetric ones. */
+export const SYMMETRIC_ALGORITHMS = ['HS256', 'HS384', 'HS512'] as const
+/** Shortest shared secret per HS algorithm (bytes): at least the hash output size (RFC 7518 §3.2). */
+export const MIN_SHARED_SECRET_BYTES: Readonly<Record<string, number>> = { HS256: 32, HS384: 48, HS512: 64 }
+
+/** Profile used when an issuer sets none. */
+export const DEFAULT_PROFILE = 'generic'
+/** Token validation when an issuer sets no `tokenType`: local JWT validation. */
+export const DEFAULT_TOKEN_TYPE = 'jwt'
+
+/** RFC 7662: client authentication when `introspection.authMethod` is not set. */
+export const DEFAULT_INTROSPECTION_AUTH_METHOD = 'client_secret_basic'
+/** An active introspection result is trusted at most this long (also capped by its `exp`): revocation shows within it. */
+export const DEFAULT_INTROSPECTION_CACHE_TTL_SECONDS = 60
+/** An inactive result is remembered this long, so a flood of one bad token costs one call per period. */
+export const DEFAULT_INTROSPECTION_NEGATIVE_CACHE_TTL_SECONDS = 10
+/** Per-call timeout of the introspection request. */
+export const DEFAULT_INTROSPECTION_TIMEOUT_SECONDS = 5
+
+/** Mirrored AS metadata (mirrorAuthorizationServerMetadata) is refetched after this long. */
+export const AS_METADATA_MIRROR_TTL_MS = 300_000
+/** Scopes never advertised in PRM scopes_supported: they are about refresh tokens, not this resource. */
+export const SCOPES_NOT_ADVERTISED = ['offline_access'] as const

@@ -4,15 +4,16 @@
  * This layer is the only reader of `process.env` in the gateway; callers may
  * pass an explicit environment for tests.
  */
-import { readFileSync } from 'node:fs'
+import { readFileSync, statSync } from 'node:fs'
 import { isAbsolute, resolve, dirname } from 'node:path'
 import { createSecureContext } from 'node:tls'
 import { LineCounter, parseDocument } from 'yaml'
 import { z } from 'zod'
 import { ConfigError } from '../errors.js'
-import { configSchema, isLoopbackHost, type RawConfig } from './schema.js'
+import { configSchema, isLoopbackHost, type RawAuthorizationServer, type RawConfig, type RawSecretRef } from './schema.js'
+import { PROFILES } from './profiles.js'
 import * as D from './defaults.js'
-import type { GatewayConfig, IssuerConfig, RouteConfig } from './types.js'
+import type { AudienceRule, ClaimPath, GatewayConfig, IntrospectionConfig, IssuerConfig, PolicyConfig, RouteConfig } from './types.js'
 
 export type Env = Readonly<Record<string, string | undefined>>
 
@@ -61,7 +62,7 @@ export function parseConfig (text: string, opts: { env?: Env, baseDir?: string }
   if (!parsed.success) problems.push(...formatIssues(parsed.error.issues, substituted))
   problems.push(...crossChecks(substituted))
   if (problems.length > 0 || !parsed.success) throw new ConfigError(dedupe(problems))
-  return normalise(parsed.data, baseDir)
+  return normalise(parsed.data, baseDir, env)
 }
 
 function dedupe (list: string[]): string[] {
@@ -73,6 +74,7 @@ export function formatPath (path: ReadonlyArray<PropertyKey>): string {
   let out = ''
   for (const p of path) {
     if (typeof p === 'number') out += `[${p}]`
+    else if (p === '') out += '[""]'
     else out += out === '' ? String(p) : `.${String(p)}`
   }
   return out === '' ? '(root)' : out
@@ -187,15 +189,21 @@ function formatIssues (issues: readonly z.core.$ZodIssue[], root?: unknown, pref
         break
       }
       case 'invalid_value':
-        out.push(`${where}: ${issue.message.includes(': ') ? issue.message : `unsupported value: must be one of ${issue.values.map((v) => String(v)).join(', ')}`}`)
+        // zod's own "Invalid option: …" is replaced; schema messages ("what: rule") are kept.
+        out.push(`${where}: ${issue.message.includes(': ') && !issue.message.startsWith('Invalid option') ? issue.message : `unsupported value: must be one of ${issue.values.map((v) => String(v)).join(', ')}`}`)
         break
       case 'invalid_key':
         // A record key (a header name) failed its own rule: report the rule at the key's path.
         for (const inner of issue.issues) out.push(`${where}: ${inner.message}`)
         break
-      case 'invalid_union':
-        out.push(`${where}: got ${typeName(valueAt(root, path))}: must be a string or a list of strings`)
+      case 'invalid_union': {
+        const last = path[path.length - 1]
+        const rule = last === 'mirrorAuthorizationServerMetadata'
+          ? 'must be true, false or an issuer URL'
+          : path.includes('requiredClaims') ? 'must be a string, a number or true/false' : 'must be a string or a list of strings'
+        out.push(`${where}: got ${typeName(valueAt(root, path))}: ${rule}`)
         break
+      }
       default:
         // custom / too_small / too_big / invalid_format: our messages are already "what: rule".
         out.push(`${where}: ${issue.message.includes(': ') ? issue.message : `invalid value: ${issue.message}`}`)
@@ -239,8 +247,28 @@ function crossChecks (raw: unknown): string[] {
       if (prev !== undefined) problems.push(`authorizationServers[${i}].issuer: duplicate of authorizationServers[${prev}].issuer: each issuer may appear once`)
       else seen.set(iss, i)
     })
+    issuers.forEach((as, i) => { problems.push(...keyChecks(as, `authorizationServers[${i}]`)) })
   }
   return problems
+}
+
+const SYMMETRIC = new Set<string>(D.SYMMETRIC_ALGORITHMS)
+
+/** Symmetric and asymmetric keys never mix: that is the HS/RS key-confusion attack (RFC 8725 §2.1). */
+function keyChecks (as: unknown, where: string): string[] {
+  const out: string[] = []
+  const algs = valueAt(as, ['algorithms'])
+  const list = Array.isArray(algs) ? algs.filter((a): a is string => typeof a === 'string') : []
+  const hasSecret = valueAt(as, ['sharedSecret']) !== undefined
+  if (hasSecret) {
+    if (list.some((a) => !SYMMETRIC.has(a))) out.push(`${where}.algorithms: asymmetric algorithm with sharedSecret: an issuer with a shared secret accepts only ${D.SYMMETRIC_ALGORITHMS.join(', ')}`)
+    if (valueAt(as, ['jwksUri']) !== undefined || valueAt(as, ['metadataUrl']) !== undefined) {
+      out.push(`${where}.sharedSecret: set together with jwksUri or metadataUrl: a shared-secret issuer has no key set; remove one`)
+    }
+  } else if (list.some((a) => SYMMETRIC.has(a))) {
+    out.push(`${where}.algorithms: HS* without sharedSecret: symmetric algorithms need sharedSecret, and an issuer with public keys never accepts them`)
+  }
+  return out
 }
 
 function stripTrailingSlash (s: string): string {
@@ -257,7 +285,7 @@ function readPem (file: string, baseDir: string, where: string, problems: string
   }
 }
 
-function normalise (raw: RawConfig, baseDir: string): GatewayConfig {
+function normalise (raw: RawConfig, baseDir: string, env: Env): GatewayConfig {
   const warnings: string[] = []
   const problems: string[] = []
   const publicUrl = new URL(raw.publicUrl).origin
@@ -265,22 +293,9 @@ function normalise (raw: RawConfig, baseDir: string): GatewayConfig {
     warnings.push(`publicUrl is plain http on a non-loopback host: MCP clients expect https (terminate TLS here with listen.tls or in front of the gateway)`)
   }
 
-  const authorizationServers: IssuerConfig[] = raw.authorizationServers.map((as, i) => {
-    for (const key of ['issuer', 'jwksUri', 'metadataUrl'] as const) {
-      const v = as[key]
-      if (v !== undefined && v.startsWith('http:')) {
-        warnings.push(`authorizationServers[${i}].${key} uses plain http on loopback: acceptable for development only`)
-      }
-    }
-    return Object.freeze({
-      issuer: as.issuer,
-      jwksUri: as.jwksUri,
-      metadataUrl: as.metadataUrl,
-      algorithms: Object.freeze([...(as.algorithms ?? D.DEFAULT_ALGORITHMS)]),
-      audience: as.audience === undefined ? undefined : Object.freeze(typeof as.audience === 'string' ? [as.audience] : [...as.audience]),
-      clockToleranceSeconds: as.clockToleranceSeconds ?? D.DEFAULT_CLOCK_TOLERANCE_SECONDS
-    })
-  })
+  const authorizationServers: IssuerConfig[] = raw.authorizationServers.map((as, i) =>
+    normaliseIssuer(as, `authorizationServers[${i}]`, { baseDir, env, warnings, problems }))
+  const byIssuer = new Map(authorizationServers.map((a) => [a.issuer, a]))
 
   const routes: RouteConfig[] = raw.routes.map((r, i) => {
     const up = new URL(r.upstream)
@@ -298,6 +313,8 @@ function normalise (raw: RawConfig, baseDir: string): GatewayConfig {
       resource,
       resourceMetadataUrl: `${publicUrl}/.well-known/oauth-protected-resource${r.path}`,
       scopes: Object.freeze([...new Set(r.scopes ?? [])]),
+      issuers: routeIssuers(r.issuers, byIssuer, `routes[${i}].issuers`, problems),
+      policy: r.policy === undefined ? undefined : normalisePolicy(r.policy),
       identityHeaders,
       claimHeaders,
       timeouts: Object.freeze({
@@ -309,7 +326,7 @@ function normalise (raw: RawConfig, baseDir: string): GatewayConfig {
   })
   routes.forEach((r, i) => {
     if (r.scopes.length === 0) warnings.push(`routes[${i}] (${r.path}) requires no scopes: any valid token for its resource is accepted`)
-    const identity = [r.identityHeaders.subject, r.identityHeaders.clientId, r.identityHeaders.scopes, r.identityHeaders.issuer].map((h) => h.toLowerCase())
+    const identity = [r.identityHeaders.subject, r.identityHeaders.clientId, r.identityHeaders.scopes, r.identityHeaders.issuer, r.identityHeaders.roles].map((h) => h.toLowerCase())
     const claims = r.claimHeaders.map(([h]) => h.toLowerCase())
     if (new Set(claims).size !== claims.length) {
       problems.push(`routes[${i}].claims: two claim headers differ only in case: header names are case-insensitive, so each must be distinct`)
@@ -337,6 +354,19 @@ function normalise (raw: RawConfig, baseDir: string): GatewayConfig {
       problems.push(`listen.tls: the certificate and key cannot be used (${(err as { code?: string }).code ?? 'invalid PEM'}): certFile must be a PEM certificate chain and keyFile its matching PEM private key`)
     }
   }
+  let mirrorIssuer: string | undefined
+  const mirror = raw.mirrorAuthorizationServerMetadata
+  if (mirror === true) {
+    if (authorizationServers.length === 1) mirrorIssuer = authorizationServers[0]!.issuer
+    else problems.push('mirrorAuthorizationServerMetadata: true with several authorization servers: give the issuer URL whose metadata to mirror')
+  } else if (typeof mirror === 'string') {
+    if (byIssuer.has(mirror)) mirrorIssuer = mirror
+    else problems.push('mirrorAuthorizationServerMetadata: not a configured issuer: must be true, false or one of authorizationServers[].issuer')
+  }
+  if (mirrorIssuer !== undefined && byIssuer.get(mirrorIssuer)!.sharedSecret !== undefined) {
+    problems.push('mirrorAuthorizationServerMetadata: the issuer uses a shared secret and has no metadata: mirror an issuer that is discovered')
+  }
+
   if (problems.length > 0) throw new ConfigError(problems)
 
   const host = raw.listen?.host ?? D.DEFAULT_LISTEN_HOST
@@ -354,6 +384,7 @@ function normalise (raw: RawConfig, baseDir: string): GatewayConfig {
       maxTokenBytes: raw.limits?.maxTokenBytes ?? D.DEFAULT_MAX_TOKEN_BYTES
     }),
     tokenCache: Object.freeze({ maxEntries: raw.tokenCache?.maxEntries ?? D.DEFAULT_TOKEN_CACHE_MAX_ENTRIES }),
+    mirrorAuthorizationServerMetadata: mirrorIssuer,
     logLevel: raw.logLevel ?? D.DEFAULT_LOG_LEVEL,
     shutdownTimeoutMs: (raw.shutdownTimeoutSeconds ?? D.DEFAULT_SHUTDOWN_TIMEOUT_SECONDS) * 1000,
     warnings: Object.freeze(warnings)
@@ -362,4 +393,187 @@ function normalise (raw: RawConfig, baseDir: string): GatewayConfig {
 
 function stripUndefined<T extends object> (o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>
+}
+
+interface NormaliseContext {
+  readonly baseDir: string
+  readonly env: Env
+  readonly warnings: string[]
+  readonly problems: string[]
+}
+
+/** Resolve `{ fromEnv }` / `{ fromFile }`. The value itself never appears in a message. */
+function resolveSecret (ref: RawSecretRef, where: string, ctx: NormaliseContext): string {
+  if (ref.fromEnv !== undefined) {
+    const v = ctx.env[ref.fromEnv]
+    if (v === undefined || v === '') {
+      ctx.problems.push(`${where}.fromEnv: environment variable ${ref.fromEnv} is not set or empty: the secret must be provided`)
+      return ''
+    }
+    return v
+  }
+  const file = isAbsolute(ref.fromFile!) ? ref.fromFile! : resolve(ctx.baseDir, ref.fromFile!)
+  let text: string
+  try {
+    text = readFileSync(file, 'utf8')
+  } catch (err) {
+    ctx.problems.push(`${where}.fromFile: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'}): the file must exist and be readable`)
+    return ''
+  }
+  try {
+    // Secrets readable by group/others leak to every local account.
+    if ((statSync(file).mode & 0o077) !== 0) ctx.warnings.push(`${where}.fromFile: ${file} is readable by group or others: restrict it to mode 0600`)
+  } catch { /* already read: a stat failure changes nothing */ }
+  const value = text.replace(/\r?\n$/, '')
+  if (value === '') ctx.problems.push(`${where}.fromFile: ${file} is empty: the file must hold the secret`)
+  return value
+}
+
+function paths (list: readonly string[]): readonly ClaimPath[] {
+  return Object.freeze(list.map((p) => Object.freeze(p.split('.'))))
+}
+
+function asList (v: string | readonly string[] | undefined, fallback: readonly string[]): readonly string[] {
+  if (v === undefined) return fallback
+  return typeof v === 'string' ? [v] : v
+}
+
+function normaliseIssuer (as: RawAuthorizationServer, where: string, ctx: NormaliseContext): IssuerConfig {
+  const { warnings, problems } = ctx
+  for (const key of ['issuer', 'jwksUri', 'metadataUrl'] as const) {
+    const v = as[key]
+    if (v !== undefined && v.startsWith('http:')) {
+      warnings.push(`${where}.${key} uses plain http on loopback: acceptable for development only`)
+    }
+  }
+  if (as.introspection?.endpoint.startsWith('http:') === true) {
+    warnings.push(`${where}.introspection.endpoint uses plain http on loopback: acceptable for development only`)
+  }
+  const profileName = as.profile ?? D.DEFAULT_PROFILE
+  const profile = PROFILES[profileName]
+  const tokenType = as.tokenType ?? D.DEFAULT_TOKEN_TYPE
+
+  let algorithms: readonly string[] = as.algorithms ?? D.DEFAULT_ALGORITHMS
+  let sharedSecret: Uint8Array | undefined
+  if (as.sharedSecret !== undefined) {
+    const secret = resolveSecret(as.sharedSecret, `${where}.sharedSecret`, ctx)
+    // Mixed algorithm lists and key sources are refused by crossChecks.
+    if (as.algorithms === undefined) algorithms = ['HS256']
+    const need = Math.max(...algorithms.map((a) => D.MIN_SHARED_SECRET_BYTES[a] ?? 32))
+    if (secret !== '' && Buffer.byteLength(secret) < need) {
+      problems.push(`${where}.sharedSecret: too short (${Buffer.byteLength(secret)} bytes): must be at least ${need} bytes for ${algorithms.join(', ')} (RFC 7518 §3.2)`)
+    }
+    sharedSecret = new Uint8Array(Buffer.from(secret))
+  }
+
+  let introspection: IntrospectionConfig | undefined
+  if (tokenType === 'jwt') {
+    if (as.introspection !== undefined) problems.push(`${where}.introspection: set but tokenType is jwt: set tokenType: opaque or auto, or remove introspection`)
+  } else if (as.introspection === undefined) {
+    problems.push(`${where}.introspection: missing: tokenType ${tokenType} needs an introspection endpoint`)
+  } else {
+    const i = as.introspection
+    introspection = Object.freeze({
+      endpoint: i.endpoint,
+      clientId: i.clientId,
+      clientSecret: resolveSecret(i.clientSecret, `${where}.introspection.clientSecret`, ctx),
+      authMethod: i.authMethod ?? D.DEFAULT_INTROSPECTION_AUTH_METHOD,
+      cacheTtlMs: (i.cacheTtlSeconds ?? D.DEFAULT_INTROSPECTION_CACHE_TTL_SECONDS) * 1000,
+      negativeCacheTtlMs: (i.negativeCacheTtlSeconds ?? D.DEFAULT_INTROSPECTION_NEGATIVE_CACHE_TTL_SECONDS) * 1000,
+      timeoutMs: (i.timeoutSeconds ?? D.DEFAULT_INTROSPECTION_TIMEOUT_SECONDS) * 1000
+    })
+  }
+  if (tokenType === 'opaque' && (as.sharedSecret !== undefined || as.jwksUri !== undefined)) {
+    problems.push(`${where}.tokenType: opaque with sharedSecret or jwksUri: opaque tokens are only introspected; use tokenType auto to accept JWTs too`)
+  }
+
+  const audience = as.audience === undefined ? undefined : Object.freeze(typeof as.audience === 'string' ? [as.audience] : [...as.audience])
+  const allowedClientIds = as.allowedClientIds === undefined ? undefined : Object.freeze([...as.allowedClientIds])
+  let audienceRule: AudienceRule = 'resource'
+  if (profile.audience === 'clientIdClaim') {
+    audienceRule = 'clientIdClaim'
+    if (allowedClientIds === undefined) problems.push(`${where}.allowedClientIds: missing: the ${profileName} profile has no aud, so the accepted client ids must be listed`)
+    else warnings.push(`${where}: ${profileName} tokens carry no audience; they are bound to allowedClientIds (client binding), which is weaker than resource binding`)
+    if (audience !== undefined) problems.push(`${where}.audience: set for the ${profileName} profile: its tokens have no aud; use allowedClientIds`)
+  } else if (profile.audience === 'clientIdsWhenListed' && allowedClientIds !== undefined) {
+    audienceRule = 'clientIds'
+    warnings.push(`${where}: aud is checked against allowedClientIds (client binding), which is weaker than resource binding: any token issued to those clients is accepted on every route trusting this issuer`)
+    if (audience !== undefined) problems.push(`${where}.audience: set together with allowedClientIds: give one of them`)
+  } else if (allowedClientIds !== undefined) {
+    problems.push(`${where}.allowedClientIds: not used by the ${profileName} profile: only drupal and cognito bind tokens to client ids; use audience`)
+  }
+  if (profile.requiresAudience && audience === undefined) {
+    problems.push(`${where}.audience: missing: ${profileName} tokens never carry the MCP URL in aud; give the API's application (client) ID or App ID URI`)
+  }
+  for (const bad of profile.forbiddenAudiences) {
+    if (audience?.includes(bad) === true) problems.push(`${where}.audience: contains ${JSON.stringify(bad)}: the ${profileName} profile never accepts it (any client of the realm gets it)`)
+  }
+
+  const requireIssuer = as.requireIssuer ?? true
+  if (!requireIssuer) {
+    warnings.push(`${where}.requireIssuer is false: tokens without iss are accepted when this issuer's keys verify them`)
+    if (tokenType === 'opaque') problems.push(`${where}.requireIssuer: false with tokenType opaque: it applies to JWTs only`)
+  }
+
+  const requiredClaims = Object.freeze(Object.entries({ ...profile.requiredClaims, ...(as.requiredClaims ?? {}) })
+    .map(([k, v]) => Object.freeze([Object.freeze(k.split('.')), v] as const)))
+  const c = as.claims
+  return Object.freeze({
+    issuer: as.issuer,
+    profile: profileName,
+    tokenType,
+    jwksUri: as.jwksUri,
+    metadataUrl: as.metadataUrl,
+    algorithms: Object.freeze([...algorithms]),
+    sharedSecret,
+    audienceRule,
+    audience,
+    allowedClientIds,
+    forbiddenAudiences: Object.freeze([...profile.forbiddenAudiences]),
+    requireIssuer,
+    requiredClaims,
+    forbiddenHeaderParams: Object.freeze([...profile.forbiddenHeaderParams]),
+    claims: Object.freeze({
+      subject: paths(asList(c?.subject, profile.claims.subject)),
+      clientId: paths(asList(c?.clientId, profile.claims.clientId)),
+      scopes: paths(c?.scopes ?? profile.claims.scopes),
+      roles: paths(c?.roles ?? profile.claims.roles)
+    }),
+    clockToleranceSeconds: as.clockToleranceSeconds ?? D.DEFAULT_CLOCK_TOLERANCE_SECONDS,
+    introspection
+  })
+}
+
+/** The route's trusted issuers: all by default; at most one that introspects and one without `iss`, since neither can be chosen by `iss`. */
+function routeIssuers (list: readonly string[] | undefined, byIssuer: ReadonlyMap<string, IssuerConfig>, where: string, problems: string[]): readonly string[] {
+  const chosen = list === undefined ? [...byIssuer.keys()] : [...new Set(list)]
+  if (list !== undefined) {
+    if (chosen.length !== list.length) problems.push(`${where}: an issuer is listed twice: list each issuer once`)
+    list.forEach((iss, j) => {
+      if (!byIssuer.has(iss)) problems.push(`${where}[${j}]: not a configured issuer: must be one of authorizationServers[].issuer`)
+    })
+  }
+  const known = chosen.map((iss) => byIssuer.get(iss)).filter((a): a is IssuerConfig => a !== undefined)
+  if (known.filter((a) => a.introspection !== undefined).length > 1) {
+    problems.push(`${where}: more than one issuer uses introspection: an opaque token cannot say which issuer it came from; give the route one introspecting issuer`)
+  }
+  if (known.filter((a) => !a.requireIssuer).length > 1) {
+    problems.push(`${where}: more than one issuer has requireIssuer false: a token without iss must have one candidate issuer`)
+  }
+  return Object.freeze(chosen)
+}
+
+function normalisePolicy (p: NonNullable<RawConfig['routes'][number]['policy']>): PolicyConfig {
+  const uniq = (l: readonly string[]): readonly string[] => Object.freeze([...new Set(l)])
+  const entries = (m: Record<string, string[]> | undefined): ReadonlyArray<readonly [string, readonly string[]]> =>
+    Object.freeze(Object.entries(m ?? {}).map(([k, v]) => Object.freeze([k, uniq(v)] as const)))
+  const tools = entries(p.tools)
+  return Object.freeze({
+    default: uniq(p.default),
+    methods: new Map(Object.entries(p.methods ?? {}).map(([k, v]) => [k, uniq(v)])),
+    tools,
+    resources: entries(p.resources),
+    prompts: entries(p.prompts),
+    filterToolsList: p.filterToolsList ?? tools.length > 0
+  })
 }

@@ -7,7 +7,8 @@
  * form `what is wrong: the rule`; load.ts prefixes the path.
  */
 import { z } from 'zod'
-import { SUPPORTED_ALGORITHMS, MAX_CLOCK_TOLERANCE_SECONDS } from './defaults.js'
+import { SUPPORTED_ALGORITHMS, SYMMETRIC_ALGORITHMS, MAX_CLOCK_TOLERANCE_SECONDS } from './defaults.js'
+import { PROFILE_NAMES } from './profiles.js'
 
 const LOOPBACK_HOSTS = new Set(['localhost', '[::1]', '::1'])
 
@@ -147,26 +148,106 @@ const issuerUrl = fetchedUrl.superRefine((value, ctx) => {
   }
 })
 
+const ENV_NAME_RE = /^[A-Za-z_][A-Za-z0-9_]*$/
+
+/**
+ * A secret given by reference, never inline: `{ fromEnv: NAME }` or
+ * `{ fromFile: path }` (exactly one). Resolved once at load time.
+ */
+export const secretRefSchema = z.strictObject({
+  /** Environment variable holding the secret. */
+  fromEnv: z.string().regex(ENV_NAME_RE, { message: 'invalid variable name: use letters, digits and underscores' }).optional(),
+  /** File holding the secret (a trailing newline is ignored); relative paths are resolved from the config file's directory. */
+  fromFile: z.string().min(1, { message: 'empty path: give the path of the file holding the secret' }).optional()
+}).superRefine((v, ctx) => {
+  if ((v.fromEnv === undefined) === (v.fromFile === undefined)) {
+    ctx.addIssue({ code: 'custom', message: 'not exactly one source: give either fromEnv or fromFile' })
+  }
+})
+
+const ALL_ALGORITHMS = [...SUPPORTED_ALGORITHMS, ...SYMMETRIC_ALGORITHMS] as const
+
+/** A claim path or an ordered list of them (first present wins). */
+const claimCandidates = z.union([claimPath, z.array(claimPath).min(1, { message: 'empty list: list at least one claim or omit the key' })])
+const claimList = z.array(claimPath)
+
+const introspectionSchema = z.strictObject({
+  /** RFC 7662 introspection endpoint. */
+  endpoint: fetchedUrl,
+  /** The gateway's own client id at the authorization server. */
+  clientId: z.string().min(1),
+  /** The gateway's client secret: `{ fromEnv }` or `{ fromFile }`. */
+  clientSecret: secretRefSchema,
+  /** Client authentication (RFC 6749 §2.3.1). Default client_secret_basic. */
+  authMethod: z.enum(['client_secret_basic', 'client_secret_post']).optional(),
+  /** How long an active result is trusted, capped by the token's `exp`. Default 60. */
+  cacheTtlSeconds: seconds(3600).optional(),
+  /** How long an inactive result is remembered. Default 10. */
+  negativeCacheTtlSeconds: seconds(300).optional(),
+  /** Per-call timeout. Default 5. */
+  timeoutSeconds: seconds(60).optional()
+})
+
 const authorizationServerSchema = z.strictObject({
   /** Issuer identifier, compared byte for byte with the token's `iss` and the AS metadata's `issuer` (RFC 8414 §3.3). */
   issuer: issuerUrl,
+  /** Provider profile: claim mapping, audience rule, required claims and quirks. Default generic. */
+  profile: z.enum(PROFILE_NAMES).optional(),
+  /** jwt: local validation; opaque: RFC 7662 introspection; auto: JWT-shaped tokens locally, others by introspection. Default jwt. */
+  tokenType: z.enum(['jwt', 'opaque', 'auto']).optional(),
   /** JWKS URL. When absent, discovered from the AS metadata. */
   jwksUri: fetchedUrl.optional(),
   /** Explicit AS metadata URL, overriding RFC 8414 / OIDC discovery. */
   metadataUrl: fetchedUrl.optional(),
-  /** Accepted JWS algorithms. Asymmetric only. */
-  algorithms: z.array(z.enum(SUPPORTED_ALGORITHMS, { message: `unsupported algorithm: must be one of ${SUPPORTED_ALGORITHMS.join(', ')} (never "none" or HS*)` })).min(1, { message: 'empty list: list at least one algorithm or omit the key' }).optional(),
+  /** Accepted JWS algorithms: asymmetric ones, or HS* together with sharedSecret. */
+  algorithms: z.array(z.enum(ALL_ALGORITHMS, { message: `unsupported algorithm: must be one of ${ALL_ALGORITHMS.join(', ')} (never "none")` })).min(1, { message: 'empty list: list at least one algorithm or omit the key' }).optional(),
+  /** Key for HS* algorithms. Such an issuer never accepts asymmetric algorithms, and has no JWKS. */
+  sharedSecret: secretRefSchema.optional(),
   /** Accepted `aud` values. Default: the resource URL of the route being called. */
   audience: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).optional(),
+  /** Client ids accepted in place of resource binding (drupal: `aud`; cognito: `client_id`). Weaker: a startup warning says so. */
+  allowedClientIds: z.array(z.string().min(1)).min(1, { message: 'empty list: list at least one client id or omit the key' }).optional(),
+  /** Set to false to accept tokens without `iss` (league/oauth2-server); they are pinned by this issuer's keys. Default true. */
+  requireIssuer: z.boolean().optional(),
+  /** Where identity is read from, overriding the profile. */
+  claims: z.strictObject({
+    subject: claimCandidates.optional(),
+    clientId: claimCandidates.optional(),
+    scopes: claimList.optional(),
+    roles: claimList.optional()
+  }).optional(),
+  /** Claims that must have exactly this value, added to (or overriding) the profile's. */
+  requiredClaims: z.record(claimPath, z.union([z.string(), z.number(), z.boolean()])).optional(),
+  /** RFC 7662 introspection, for tokenType opaque or auto. */
+  introspection: introspectionSchema.optional(),
   /** Tolerated clock skew on exp/nbf/iat. */
   clockToleranceSeconds: z.number().min(0, { message: 'negative: must be 0 or more' }).max(MAX_CLOCK_TOLERANCE_SECONDS, { message: `too large: must be at most ${MAX_CLOCK_TOLERANCE_SECONDS} seconds` }).optional()
+})
+
+const scopeList = z.array(scope)
+const patternMap = z.record(z.string().min(1, { message: 'empty name: a pattern must not be empty' }), scopeList)
+
+const policySchema = z.strictObject({
+  /** Scopes required for every operation. Required: write [] to require nothing beyond the route's scopes. */
+  default: scopeList,
+  /** By JSON-RPC method. */
+  methods: z.record(z.string().min(1), scopeList).optional(),
+  /** By tool name; `*` is a wildcard. Every matching entry applies. */
+  tools: patternMap.optional(),
+  /** By resource URI; `*` is a wildcard. */
+  resources: patternMap.optional(),
+  /** By prompt name; `*` is a wildcard. */
+  prompts: patternMap.optional(),
+  /** Remove tools the caller may not call from tools/list results. Default true when tools has entries. */
+  filterToolsList: z.boolean().optional()
 })
 
 const identityHeadersSchema = z.strictObject({
   subject: headerName.optional(),
   clientId: headerName.optional(),
   scopes: headerName.optional(),
-  issuer: headerName.optional()
+  issuer: headerName.optional(),
+  roles: headerName.optional()
 })
 
 const routeSchema = z.strictObject({
@@ -178,6 +259,10 @@ const routeSchema = z.strictObject({
   resource: resourceUrl.optional(),
   /** Scopes required on every request of the route. */
   scopes: z.array(scope).optional(),
+  /** Issuers this route trusts (authorizationServers[].issuer values). Default: all of them. */
+  issuers: z.array(z.string().min(1)).min(1, { message: 'empty list: list at least one issuer or omit the key' }).optional(),
+  /** Per-operation scopes; the route then inspects JSON-RPC bodies. */
+  policy: policySchema.optional(),
   /** Renames the identity headers sent upstream. */
   identityHeaders: identityHeadersSchema.optional(),
   /** Extra headers sent upstream, each set from a token claim: `X-Forwarded-Email: email`. */
@@ -214,6 +299,8 @@ export const configSchema = z.strictObject({
   tokenCache: z.strictObject({
     maxEntries: z.number().int().min(0, { message: 'negative: must be 0 (disabled) or more' }).max(10_000_000).optional()
   }).optional(),
+  /** Serve an issuer's AS metadata on the gateway origin (for 2025-03-26 clients): true with one issuer, or the issuer URL. */
+  mirrorAuthorizationServerMetadata: z.union([z.boolean(), z.string().min(1)]).optional(),
   /** Log verbosity. */
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).optional(),
   /** Grace period for in-flight requests on SIGTERM/SIGINT. */
@@ -223,3 +310,4 @@ export const configSchema = z.strictObject({
 export type RawConfig = z.infer<typeof configSchema>
 export type RawRoute = z.infer<typeof routeSchema>
 export type RawAuthorizationServer = z.infer<typeof authorizationServerSchema>
+export type RawSecretRef = z.infer<typeof secretRefSchema>

@@ -4,18 +4,96 @@
  * Core modules import these types only, never the loader.
  */
 
+/** Provider profiles: each sets claim mapping, audience rule, required claims and quirks (config/profiles.ts). */
+export type ProfileName = 'generic' | 'drupal' | 'keycloak' | 'auth0' | 'okta' | 'entra' | 'cognito'
+
+/** How an issuer's tokens are validated: locally as JWTs, by RFC 7662 introspection, or by shape. */
+export type TokenType = 'jwt' | 'opaque' | 'auto'
+
+/** A claim location: the claim name, or the path of names into nested objects (`realm_access.roles` → ['realm_access', 'roles']). */
+export type ClaimPath = readonly string[]
+
+/** Where the principal's fields are read from. Already resolved from the profile and overrides. */
+export interface ClaimMapping {
+  /** Candidates in order; the first present non-empty string wins. */
+  readonly subject: readonly ClaimPath[]
+  /** Candidates in order; the first present non-empty string wins. */
+  readonly clientId: readonly ClaimPath[]
+  /** Union of every listed claim; each a space-separated string or a list of strings. */
+  readonly scopes: readonly ClaimPath[]
+  /** Union of every listed claim (lists of strings); used for headers and logs, never for scope checks. */
+  readonly roles: readonly ClaimPath[]
+}
+
+/**
+ * How `aud` is checked, resolved from the profile:
+ * - `resource`: `aud` must contain one of {@link IssuerConfig.audience}, or the route's resource when that is undefined;
+ * - `clientIds`: `aud` must contain one of {@link IssuerConfig.allowedClientIds} (drupal; client binding, weaker);
+ * - `clientIdClaim`: no `aud` check; the mapped client id must be in `allowedClientIds` (cognito; weaker).
+ */
+export type AudienceRule = 'resource' | 'clientIds' | 'clientIdClaim'
+
+/** RFC 7662 client settings for one issuer. */
+export interface IntrospectionConfig {
+  readonly endpoint: string
+  readonly clientId: string
+  /** Resolved at load time from `{ fromEnv }` or `{ fromFile }`. Never logged. */
+  readonly clientSecret: string
+  readonly authMethod: 'client_secret_basic' | 'client_secret_post'
+  /** Upper bound on how long an active result is trusted (it is also capped by `exp`). */
+  readonly cacheTtlMs: number
+  /** How long an inactive result is remembered (stops floods of the same bad token). */
+  readonly negativeCacheTtlMs: number
+  readonly timeoutMs: number
+}
+
 /** One trusted authorization server. */
 export interface IssuerConfig {
   /** Exactly as configured; compared byte for byte with `iss` and with the metadata `issuer`. */
   readonly issuer: string
+  readonly profile: ProfileName
+  readonly tokenType: TokenType
   /** Explicit JWKS URL, or undefined to discover it from the AS metadata. */
   readonly jwksUri: string | undefined
   /** Explicit metadata URL, or undefined to try RFC 8414 then OIDC discovery. */
   readonly metadataUrl: string | undefined
+  /** Accepted JWS algorithms: all asymmetric, or (with {@link sharedSecret}) all HS*. Never mixed. */
   readonly algorithms: readonly string[]
-  /** Accepted audiences; undefined means "the resource URL of the route being called". */
+  /** HS* key, resolved at load time. When set the issuer has no JWKS and accepts only HS* algorithms. */
+  readonly sharedSecret: Uint8Array | undefined
+  readonly audienceRule: AudienceRule
+  /** Accepted audiences for the `resource` rule; undefined means "the resource URL of the route being called". */
   readonly audience: readonly string[] | undefined
+  /** Client ids accepted by the `clientIds` / `clientIdClaim` audience rules. */
+  readonly allowedClientIds: readonly string[] | undefined
+  /** `aud` values that are refused even if listed (keycloak `account`). */
+  readonly forbiddenAudiences: readonly string[]
+  /** False only when set explicitly: tokens without `iss` are then accepted, pinned by this issuer's keys. */
+  readonly requireIssuer: boolean
+  /** Claims that must be present with exactly this value: [path, value]. */
+  readonly requiredClaims: ReadonlyArray<readonly [ClaimPath, string | number | boolean]>
+  /** JWS header parameters whose presence rejects the token (entra `nonce`: Graph tokens). */
+  readonly forbiddenHeaderParams: readonly string[]
+  readonly claims: ClaimMapping
   readonly clockToleranceSeconds: number
+  /** RFC 7662 settings; set when tokenType is `opaque` or `auto`. */
+  readonly introspection: IntrospectionConfig | undefined
+}
+
+/** Scopes required per JSON-RPC operation on one route. Glob keys use `*` only. */
+export interface PolicyConfig {
+  /** Required for every request of the route (union with the other matches). */
+  readonly default: readonly string[]
+  /** By JSON-RPC method, e.g. tools/call. */
+  readonly methods: ReadonlyMap<string, readonly string[]>
+  /** By tool name (tools/call `params.name`), exact or glob; every matching entry applies. */
+  readonly tools: ReadonlyArray<readonly [pattern: string, scopes: readonly string[]]>
+  /** By resource URI (resources/read, resources/subscribe, resources/unsubscribe `params.uri`). */
+  readonly resources: ReadonlyArray<readonly [pattern: string, scopes: readonly string[]]>
+  /** By prompt name (prompts/get `params.name`). */
+  readonly prompts: ReadonlyArray<readonly [pattern: string, scopes: readonly string[]]>
+  /** Remove tools the caller may not call from tools/list results. Default: true when `tools` has entries. */
+  readonly filterToolsList: boolean
 }
 
 /** Names of the identity headers sent upstream. */
@@ -24,6 +102,8 @@ export interface IdentityHeaderNames {
   readonly clientId: string
   readonly scopes: string
   readonly issuer: string
+  /** Sent only when the principal has roles. */
+  readonly roles: string
 }
 
 /** One protected route. */
@@ -42,6 +122,10 @@ export interface RouteConfig {
   readonly resourceMetadataUrl: string
   /** Scopes required on every request. */
   readonly scopes: readonly string[]
+  /** Issuers this route trusts (a subset of authorizationServers[].issuer); tokens are routed by `iss`. */
+  readonly issuers: readonly string[]
+  /** Per-operation scopes; undefined when the route does not inspect bodies. */
+  readonly policy: PolicyConfig | undefined
   readonly identityHeaders: IdentityHeaderNames
   /** Extra upstream headers: [header name, claim path split on dots]. */
   readonly claimHeaders: ReadonlyArray<readonly [string, readonly string[]]>
@@ -68,6 +152,8 @@ export interface GatewayConfig {
   readonly routes: readonly RouteConfig[]
   readonly limits: { readonly maxBodyBytes: number, readonly maxTokenBytes: number }
   readonly tokenCache: { readonly maxEntries: number }
+  /** Issuer whose AS metadata is mirrored at the gateway's /.well-known/oauth-authorization-server and openid-configuration; undefined: off. */
+  readonly mirrorAuthorizationServerMetadata: string | undefined
   readonly logLevel: string
   readonly shutdownTimeoutMs: number
   /** Risky but accepted settings, printed once at startup. */

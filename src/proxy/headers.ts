@@ -61,12 +61,13 @@ export function compileRequestHeaders (route: RouteConfig, publicUrl: string): R
   const cid = names.clientId.toLowerCase()
   const scp = names.scopes.toLowerCase()
   const iss = names.issuer.toLowerCase()
+  const rol = names.roles.toLowerCase()
   const claimHeaders = route.claimHeaders.map(([h, path]) => [h.toLowerCase(), path] as const)
   // Strip the configured names and the default names too: an upstream may trust the conventional ones.
   const strip = [...new Set([
     ...ALWAYS_STRIPPED,
     ...Object.values(DEFAULT_IDENTITY_HEADERS).map((h) => h.toLowerCase()),
-    sub, cid, scp, iss,
+    sub, cid, scp, iss, rol,
     ...claimHeaders.map(([h]) => h)
   ])]
   const notCopied = new Set([...strip, ...NOT_COPIED])
@@ -78,6 +79,7 @@ export function compileRequestHeaders (route: RouteConfig, publicUrl: string): R
     out.push('x-forwarded-proto', forwardedProto, 'x-forwarded-host', forwardedHost, sub, principal.subject)
     if (principal.clientId !== undefined) out.push(cid, principal.clientId)
     out.push(scp, principal.scopeString, iss, principal.issuer)
+    if (principal.roleString !== '') out.push(rol, principal.roleString)
     for (let i = 0; i < claimHeaders.length; i++) {
       const [h, path] = claimHeaders[i]!
       const v = claimValue(principal.claims, path)
@@ -118,7 +120,7 @@ function withoutNamed (headers: string[], connection: string): string[] {
 
 /** True when the principal's identity can be sent as header values. */
 export function identityRepresentable (p: Principal): boolean {
-  return SAFE_VALUE_RE.test(p.subject) && (p.clientId === undefined || SAFE_VALUE_RE.test(p.clientId)) && SAFE_VALUE_RE.test(p.scopeString)
+  return SAFE_VALUE_RE.test(p.subject) && (p.clientId === undefined || SAFE_VALUE_RE.test(p.clientId)) && SAFE_VALUE_RE.test(p.scopeString) && SAFE_VALUE_RE.test(p.roleString)
 }
 
 /** Response headers that belong to the upstream hop only (RFC 9110 §7.6.1). */

@@ -3,7 +3,7 @@
  * is invalid in known ways; its sibling <name>.expected.txt lists the exact
  * problems, in order. `<DIR>` in an expected file stands for the fixture dir.
  */
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -42,6 +42,14 @@ routes:
     upstream: http://127.0.0.1:3001
     scopes: [mcp]
 `;
+
+/** The generic profile's claim mapping, as paths. */
+const GENERIC_CLAIMS = {
+  subject: [['sub']],
+  clientId: [['client_id'], ['azp'], ['cid'], ['appid']],
+  scopes: [['scope'], ['scp'], ['scopes']],
+  roles: [],
+};
 
 /** The type of `t` inside a subtest. */
 type Test = Parameters<Parameters<typeof t.test>[0]>[0];
@@ -123,6 +131,17 @@ t.test('valid full config is normalised', async (t) => {
       algorithms: ['ES256', 'RS256'],
       audience: ['api://mcp', 'https://gw.example.com/mcp'],
       clockToleranceSeconds: 30,
+      profile: 'generic',
+      tokenType: 'jwt',
+      sharedSecret: undefined,
+      audienceRule: 'resource',
+      allowedClientIds: undefined,
+      forbiddenAudiences: [],
+      requireIssuer: true,
+      requiredClaims: [],
+      forbiddenHeaderParams: [],
+      claims: GENERIC_CLAIMS,
+      introspection: undefined,
     },
     {
       issuer: 'http://127.0.0.1:9000',
@@ -131,6 +150,17 @@ t.test('valid full config is normalised', async (t) => {
       algorithms: ['RS256', 'PS256', 'ES256', 'EdDSA'],
       audience: ['single-audience'],
       clockToleranceSeconds: 0,
+      profile: 'generic',
+      tokenType: 'jwt',
+      sharedSecret: undefined,
+      audienceRule: 'resource',
+      allowedClientIds: undefined,
+      forbiddenAudiences: [],
+      requireIssuer: true,
+      requiredClaims: [],
+      forbiddenHeaderParams: [],
+      claims: GENERIC_CLAIMS,
+      introspection: undefined,
     },
   ]);
 
@@ -143,11 +173,14 @@ t.test('valid full config is normalised', async (t) => {
       resource: 'https://gw.example.com/mcp',
       resourceMetadataUrl: 'https://gw.example.com/.well-known/oauth-protected-resource/mcp',
       scopes: ['mcp:tools', 'mcp:read'],
+      issuers: ['https://as.example.com/realms/main', 'http://127.0.0.1:9000'],
+      policy: undefined,
       identityHeaders: {
         subject: 'X-User',
         clientId: 'X-Forwarded-Client-Id',
         scopes: 'X-Scopes',
         issuer: 'X-Forwarded-Issuer',
+        roles: 'X-Forwarded-Roles',
       },
       claimHeaders: [
         ['X-Email', ['email']],
@@ -163,11 +196,14 @@ t.test('valid full config is normalised', async (t) => {
       resource: 'https://files.example.com/',
       resourceMetadataUrl: 'https://gw.example.com/.well-known/oauth-protected-resource/files/v1',
       scopes: [],
+      issuers: ['https://as.example.com/realms/main', 'http://127.0.0.1:9000'],
+      policy: undefined,
       identityHeaders: {
         subject: 'X-Forwarded-User',
         clientId: 'X-Forwarded-Client-Id',
         scopes: 'X-Forwarded-Scopes',
         issuer: 'X-Forwarded-Issuer',
+        roles: 'X-Forwarded-Roles',
       },
       claimHeaders: [],
       timeouts: { connectMs: 10_000, headersMs: 300_000, idleMs: 300_000 },
@@ -176,6 +212,7 @@ t.test('valid full config is normalised', async (t) => {
 
   t.strictSame(config.limits, { maxBodyBytes: 1_048_576, maxTokenBytes: 4096 });
   t.strictSame(config.tokenCache, { maxEntries: 0 });
+  t.equal(config.mirrorAuthorizationServerMetadata, undefined);
   t.equal(config.logLevel, 'debug');
   t.equal(config.shutdownTimeoutMs, 2500);
   t.strictSame(config.warnings, [
@@ -196,6 +233,17 @@ t.test('valid minimal config gets every default', async (t) => {
     algorithms: ['RS256', 'PS256', 'ES256', 'EdDSA'],
     audience: undefined,
     clockToleranceSeconds: 60,
+    profile: 'generic',
+    tokenType: 'jwt',
+    sharedSecret: undefined,
+    audienceRule: 'resource',
+    allowedClientIds: undefined,
+    forbiddenAudiences: [],
+    requireIssuer: true,
+    requiredClaims: [],
+    forbiddenHeaderParams: [],
+    claims: GENERIC_CLAIMS,
+    introspection: undefined,
   }]);
   const r = config.routes[0]!;
   t.equal(config.routes.length, 1);
@@ -209,6 +257,7 @@ t.test('valid minimal config gets every default', async (t) => {
     clientId: 'X-Forwarded-Client-Id',
     scopes: 'X-Forwarded-Scopes',
     issuer: 'X-Forwarded-Issuer',
+    roles: 'X-Forwarded-Roles',
   });
   t.strictSame(r.claimHeaders, []);
   t.strictSame(r.timeouts, { connectMs: 10_000, headersMs: 300_000, idleMs: 300_000 });
@@ -361,7 +410,7 @@ routes:
   });
   t.test('keys are not substituted', async (t) => {
     const problems = problemsOf(t, () => parse(`\${KEY}: 1\n${MINIMAL}`, { KEY: 'logLevel' }));
-    t.strictSame(problems, ['${KEY}: unknown key: allowed keys here are listen, publicUrl, authorizationServers, routes, limits, tokenCache, logLevel, shutdownTimeoutSeconds']);
+    t.strictSame(problems, ['${KEY}: unknown key: allowed keys here are listen, publicUrl, authorizationServers, routes, limits, tokenCache, mirrorAuthorizationServerMetadata, logLevel, shutdownTimeoutSeconds']);
   });
 });
 
@@ -450,3 +499,59 @@ t.test('a value that is exactly one ${NAME} takes the type of a numeric or boole
   const bad = problemsOf(t, () => parse(`listen:\n  port: \${PORT}\n${MINIMAL}`, { PORT: 'eighty' }))
   t.same(bad, ['listen.port: got a string: must be a number'])
 })
+
+t.test('issue 4 settings: profiles resolved, secrets read, issuer lists and policy compiled', async (t) => {
+  const config = loadConfigFile(join(FIXTURES, 'valid-authorization.yaml'), { GW_SECRET: 'introspection-secret' });
+  const [kc, drupal, cognito, entra, hs, opaque] = config.authorizationServers;
+  t.equal(kc!.profile, 'keycloak');
+  t.strictSame(kc!.requiredClaims, [[['typ'], 'Bearer']], 'keycloak requires typ Bearer');
+  t.strictSame(kc!.forbiddenAudiences, ['account']);
+  t.strictSame(kc!.claims.roles, [['realm_access', 'roles']]);
+  t.equal(drupal!.audienceRule, 'clientIds', 'drupal with allowedClientIds binds aud to client ids');
+  t.equal(drupal!.requireIssuer, false);
+  t.strictSame(drupal!.claims.subject, [['sub'], ['aud']]);
+  t.equal(cognito!.audienceRule, 'clientIdClaim');
+  t.strictSame(cognito!.requiredClaims, [[['token_use'], 'access']]);
+  t.strictSame(entra!.requiredClaims, [[['ver'], '2.0'], [['tid'], 'tid']], 'override adds to the profile');
+  t.strictSame(entra!.claims.subject, [['oid']], 'override replaces the candidates');
+  t.strictSame(entra!.claims.roles, [['roles'], ['groups']]);
+  t.strictSame(entra!.forbiddenHeaderParams, ['nonce']);
+  t.strictSame(entra!.audience, ['api://mcp']);
+  t.strictSame(hs!.algorithms, ['HS256']);
+  t.equal(Buffer.from(hs!.sharedSecret!).toString(), 'a-shared-secret-of-at-least-32-bytes!!', 'secret read from file, trailing newline dropped');
+  t.strictSame(opaque!.introspection, {
+    endpoint: 'https://opaque.example.com/introspect',
+    clientId: 'gateway',
+    clientSecret: 'introspection-secret',
+    authMethod: 'client_secret_post',
+    cacheTtlMs: 30_000,
+    negativeCacheTtlMs: 10_000,
+    timeoutMs: 5_000,
+  });
+  const [mcp, dr] = config.routes;
+  t.strictSame(mcp!.issuers, ['https://kc.example.com/realms/r', 'https://opaque.example.com']);
+  t.strictSame(dr!.issuers, ['https://drupal.example.com/']);
+  t.equal(mcp!.identityHeaders.roles, 'X-Roles');
+  const p = mcp!.policy!;
+  t.strictSame(p.default, ['mcp:access']);
+  t.strictSame([...p.methods], [['tools/call', ['mcp:tools']]]);
+  t.strictSame(p.tools, [['delete_node', ['mcp:admin']], ['search_*', ['mcp:read', 'offline_access']]]);
+  t.strictSame(p.resources, [['drupal://node/*', ['mcp:read']]]);
+  t.strictSame(p.prompts, [['summarize', ['mcp:tools']]]);
+  t.equal(p.filterToolsList, true, 'filtering is on by default when tools has entries');
+  t.equal(dr!.policy, undefined);
+  t.equal(config.mirrorAuthorizationServerMetadata, 'https://kc.example.com/realms/r');
+  t.match(config.warnings.join('\n'), /authorizationServers\[1\]: aud is checked against allowedClientIds \(client binding\), which is weaker/);
+  t.match(config.warnings.join('\n'), /authorizationServers\[2\]: cognito tokens carry no audience; they are bound to allowedClientIds/);
+  t.match(config.warnings.join('\n'), /authorizationServers\[1\]\.requireIssuer is false/);
+  t.notMatch(config.warnings.join('\n'), /introspection-secret|at-least-32/, 'no secret in any warning');
+});
+
+t.test('a secret file readable by others is accepted with a warning', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'gw-secret-'));
+  const file = join(dir, 'secret');
+  writeFileSync(file, 'x'.repeat(40));
+  chmodSync(file, 0o644);
+  const config = parseConfig(MINIMAL.replace('  - issuer: https://as.example.com\n', `  - issuer: https://as.example.com\n    sharedSecret: { fromFile: ${file} }\n`), { env: {}, baseDir: dir });
+  t.ok(config.warnings.some((w) => w === `authorizationServers[0].sharedSecret.fromFile: ${file} is readable by group or others: restrict it to mode 0600`));
+});
