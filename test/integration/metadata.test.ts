@@ -76,3 +76,67 @@ t.test('health endpoints need no token', async (t) => {
   t.same(await (await fetch(`${single.url}/healthz`)).json(), { status: 'ok' })
   t.same(await (await fetch(`${single.url}/readyz`)).json(), { status: 'ready' })
 })
+
+t.test('scopes_supported comes from the route scopes and its policy, without offline_access; issuers are the route\'s', async (t) => {
+  const gw = await startGateway(() => ({
+    authorizationServers: [{ issuer: st.issuer }, { issuer: slashIssuer.issuer, jwksUri: slashIssuer.jwksUri }],
+    routes: [{
+      path: '/mcp',
+      upstream: 'http://127.0.0.1:9/mcp',
+      scopes: ['mcp:access', 'offline_access'],
+      issuers: [slashIssuer.issuer],
+      policy: {
+        default: ['mcp:access'],
+        methods: { 'tools/call': ['mcp:tools'] },
+        tools: { delete_node: ['mcp:admin'], 'search_*': ['mcp:read', 'offline_access'] },
+        resources: { 'drupal://node/*': ['mcp:read'] },
+        prompts: { summarize: ['mcp:prompts'] }
+      }
+    }]
+  }))
+  t.teardown(gw.close)
+  const doc = await (await fetch(`${gw.url}/.well-known/oauth-protected-resource/mcp`)).json()
+  t.same(doc, {
+    resource: `${gw.url}/mcp`,
+    authorization_servers: [slashIssuer.issuer],
+    scopes_supported: ['mcp:access', 'mcp:tools', 'mcp:admin', 'mcp:read', 'mcp:prompts'],
+    bearer_methods_supported: ['header']
+  })
+})
+
+t.test('mirrorAuthorizationServerMetadata serves the AS document on the gateway origin', async (t) => {
+  const gw = await startGateway(() => ({
+    mirrorAuthorizationServerMetadata: true,
+    authorizationServers: [{ issuer: st.issuer }],
+    routes: [{ path: '/mcp', upstream: 'http://127.0.0.1:9/mcp' }]
+  }))
+  t.teardown(gw.close)
+  const original = await (await fetch(`${st.issuer}/.well-known/oauth-authorization-server`)).json()
+  for (const path of ['/.well-known/oauth-authorization-server', '/.well-known/openid-configuration']) {
+    const res = await fetch(gw.url + path)
+    t.equal(res.status, 200, path)
+    t.equal(res.headers.get('access-control-allow-origin'), '*')
+    t.same(await res.json(), original, `${path}: the AS document, issuer unchanged`)
+    t.equal((await fetch(gw.url + path, { method: 'POST' })).status, 405, `${path}: read-only`)
+  }
+  const fetchesBefore = st.metadataFetches
+  await fetch(`${gw.url}/.well-known/oauth-authorization-server`)
+  t.equal(st.metadataFetches, fetchesBefore, 'served from cache, not refetched per request')
+})
+
+t.test('the mirror answers 503 with Retry-After while the AS metadata cannot be fetched', async (t) => {
+  const gw = await startGateway(() => ({
+    mirrorAuthorizationServerMetadata: 'http://127.0.0.1:9',
+    authorizationServers: [{ issuer: 'http://127.0.0.1:9' }],
+    routes: [{ path: '/mcp', upstream: 'http://127.0.0.1:9/mcp' }]
+  }), { waitReady: false })
+  t.teardown(gw.close)
+  const res = await fetch(`${gw.url}/.well-known/oauth-authorization-server`)
+  t.equal(res.status, 503)
+  t.equal(res.headers.get('retry-after'), '5')
+  t.same(await res.json(), { error: 'temporarily_unavailable', error_description: 'The authorization server metadata cannot be fetched; retry later' })
+})
+
+t.test('without the mirror setting the AS paths are not served', async (t) => {
+  t.equal((await fetch(`${single.url}/.well-known/oauth-authorization-server`)).status, 404)
+})
