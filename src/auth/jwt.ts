@@ -1,7 +1,8 @@
 /**
  * Per-issuer JWT access-token verification: one jose remote JWKS per issuer
- * (cached, refetched on an unknown `kid` after a cooldown, with timeouts) and
- * `jwtVerify` with every constraint explicit. jose does all JWT/JWK work.
+ * (cached, refetched on an unknown `kid` after a cooldown, with timeouts), or
+ * the issuer's shared secret for an HS* issuer, and `jwtVerify` with every
+ * constraint explicit. jose does all JWT/JWK work.
  */
 import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify, errors as joseErrors, type JWTPayload, type JWTVerifyGetKey, type JWTHeaderParameters, type FlattenedJWSInput, type CryptoKey } from 'jose'
 import { InvalidTokenError, TemporarilyUnavailableError, type InvalidTokenReason } from '../errors.js'
@@ -11,6 +12,11 @@ import { discoverMetadata, DiscoveryMismatchError } from './discovery.js'
 
 /** Header `typ` values accepted for access tokens (RFC 9068 §2.1; many servers send JWT or nothing). */
 const ACCEPTED_TYP = new Set(['at+jwt', 'application/at+jwt', 'jwt'])
+
+/** HMAC algorithms (RFC 7518 §3.2): only for issuers configured with a shared secret. */
+function isSymmetric (alg: string): boolean {
+  return alg.startsWith('HS')
+}
 
 /** Raised by the key resolver when the JWKS cannot be fetched: an outage, not a bad token. */
 class KeySourceUnavailable extends Error {}
@@ -50,6 +56,10 @@ export class IssuerVerifier {
   #resolveReady!: () => void
   readonly #log: VerifierLogger
   readonly #opts: Required<VerifierOptions>
+  /** The shared secret of an HS* issuer: the only key, no metadata or JWKS. */
+  readonly #secret: Uint8Array | undefined
+  /** Accepted algs, never mixing families (key confusion, RFC 8725 §3.1): an empty list refuses every token. */
+  readonly #algorithms: string[]
 
   constructor (config: IssuerConfig, log: VerifierLogger, opts: VerifierOptions = {}) {
     this.config = config
@@ -63,6 +73,9 @@ export class IssuerVerifier {
       retryMaxMs: opts.retryMaxMs ?? D.DISCOVERY_RETRY_MAX_MS
     }
     this.#ready = new Promise((resolve) => { this.#resolveReady = resolve })
+    this.#secret = config.sharedSecret
+    // The loader already refuses mixed lists; filtering again keeps a slip there from opening HS/RS confusion.
+    this.#algorithms = config.algorithms.filter((a) => (this.#secret !== undefined) === isSymmetric(a) && a.toLowerCase() !== 'none')
   }
 
   get state (): VerifierState {
@@ -79,8 +92,20 @@ export class IssuerVerifier {
     return this.#ready
   }
 
-  /** Start discovery in the background, retrying with backoff until it succeeds or {@link stop} is called. */
+  /**
+   * Start discovery in the background, retrying with backoff until it succeeds or
+   * {@link stop} is called. An HS* issuer has nothing to discover: ready at once.
+   */
   start (): void {
+    const secret = this.#secret
+    if (secret !== undefined) {
+      if (this.#state === 'ready') return
+      this.#getKey = async () => secret
+      this.#state = 'ready'
+      this.#log.info({ issuer: this.config.issuer, algorithms: this.#algorithms }, 'shared-secret issuer ready')
+      this.#resolveReady()
+      return
+    }
     void this.#attempt(this.#opts.retryInitialMs)
   }
 
@@ -132,18 +157,21 @@ export class IssuerVerifier {
   }
 
   /**
-   * Verify a compact JWT for the given audiences. Throws {@link InvalidTokenError}
+   * Verify a compact JWT for the given audiences (`null`: no `aud` check, for
+   * issuers whose rules bind the client instead). Throws {@link InvalidTokenError}
    * for a bad token and {@link TemporarilyUnavailableError} when keys cannot be had.
+   * With `requireIssuer: false` a token without `iss` is accepted, pinned by this
+   * issuer's keys; an `iss` that is present must still be this issuer.
    */
-  async verify (token: string, audiences: readonly string[]): Promise<VerifyResult> {
+  async verify (token: string, audiences: readonly string[] | null): Promise<VerifyResult> {
     const getKey = this.#getKey
     if (this.#state !== 'ready' || getKey === undefined) {
       throw new TemporarilyUnavailableError(D.UNAVAILABLE_RETRY_AFTER_SECONDS, { detail: `issuer ${this.config.issuer} not discovered yet` })
     }
     const options = {
-      issuer: this.config.issuer,
-      audience: audiences as string[],
-      algorithms: this.config.algorithms as string[],
+      issuer: this.config.requireIssuer ? this.config.issuer : undefined,
+      audience: audiences === null ? undefined : audiences as string[],
+      algorithms: this.#algorithms,
       clockTolerance: this.config.clockToleranceSeconds,
       requiredClaims: ['exp']
     }
@@ -152,6 +180,10 @@ export class IssuerVerifier {
       result = await jwtVerify(token, getKey, options)
     } catch (err) {
       result = await this.#retryKidless(token, err, options)
+    }
+    const iss = result.payload.iss
+    if (!this.config.requireIssuer && iss !== undefined && iss !== this.config.issuer) {
+      throw new InvalidTokenError('wrong_issuer', { detail: 'iss is not this issuer' })
     }
     const typ = result.protectedHeader.typ
     if (typ !== undefined && !ACCEPTED_TYP.has(typ.toLowerCase())) {

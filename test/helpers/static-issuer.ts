@@ -10,6 +10,9 @@ import type { AddressInfo } from 'node:net';
 
 import { base64url, CompactSign, exportJWK, exportSPKI, generateKeyPair, importJWK, type JWK } from 'jose';
 
+/** Members of a public JWK that carry key material only (no kid, alg, use, key_ops). */
+const KEY_MATERIAL = ['kty', 'n', 'e', 'crv', 'x', 'y'] as const;
+
 export type StaticAlg = 'RS256' | 'ES256' | 'PS256' | 'EdDSA';
 
 /** How one key is generated and published. */
@@ -20,12 +23,15 @@ export interface KeySpec {
   kid?: string | null;
   /** Publish `alg` in the JWK (default true). */
   publishAlg?: boolean;
+  /** Publish only the key material (RSA: kty, n, e), like Drupal simple_oauth's JWKS; implies no kid, alg or use. */
+  bare?: boolean;
 }
 
 interface KeyEntry {
   alg: StaticAlg;
   kid: string | null;
   publishAlg: boolean;
+  bare: boolean;
   privateJwk: JWK;
   publicJwk: JWK;
 }
@@ -46,11 +52,11 @@ export interface SignOptions {
 
 /** A running static issuer. Counters and failure switches can be read and changed at any time. */
 export interface StaticIssuer {
-  /** `url` + issuerPath, no trailing slash. */
+  /** `url` + issuerPath, no trailing slash unless `trailingSlash` was asked for. */
   issuer: string;
   /** Origin, e.g. `http://127.0.0.1:<port>`. */
   url: string;
-  /** `${issuer}/jwks` */
+  /** `${url}${issuerPath}/jwks` */
   jwksUri: string;
   /** Number of JWKS requests received (including failed/hung ones). */
   jwksFetches: number;
@@ -93,6 +99,10 @@ export interface StaticIssuerOptions {
   omitKid?: boolean;
   /** Publish the initial key without alg. */
   omitAlg?: boolean;
+  /** Publish the initial key as bare key material (kty/n/e only; no kid, so tokens carry none). */
+  bareKeys?: boolean;
+  /** The issuer string ends with `/` (Auth0, Drupal); endpoints stay under the path without it. */
+  trailingSlash?: boolean;
   /** Which discovery documents to serve (default both). */
   wellKnown?: { oauth?: boolean; oidc?: boolean };
   /** Leave metadata / JWKS requests unanswered from the start. */
@@ -102,17 +112,23 @@ export interface StaticIssuerOptions {
 async function makeKey(spec: Required<Pick<KeySpec, 'alg'>> & KeySpec): Promise<KeyEntry> {
   const genOpts = spec.alg === 'EdDSA' ? { crv: 'Ed25519' } : spec.alg === 'ES256' ? {} : { modulusLength: 2048 };
   const { privateKey, publicKey } = await generateKeyPair(spec.alg, { ...genOpts, extractable: true });
-  const kid = spec.kid === undefined ? `${spec.alg.toLowerCase()}-${randomBytes(6).toString('hex')}` : spec.kid;
+  const kid = spec.bare ? null : spec.kid === undefined ? `${spec.alg.toLowerCase()}-${randomBytes(6).toString('hex')}` : spec.kid;
   return {
     alg: spec.alg,
     kid,
-    publishAlg: spec.publishAlg ?? true,
+    publishAlg: spec.bare ? false : (spec.publishAlg ?? true),
+    bare: spec.bare ?? false,
     privateJwk: await exportJWK(privateKey),
     publicJwk: await exportJWK(publicKey),
   };
 }
 
 function published(k: KeyEntry): JWK {
+  if (k.bare) {
+    const jwk: JWK = {};
+    for (const m of KEY_MATERIAL) if (k.publicJwk[m] !== undefined) jwk[m] = k.publicJwk[m];
+    return jwk;
+  }
   const jwk: JWK = { ...k.publicJwk, use: 'sig' };
   if (k.kid !== null) jwk.kid = k.kid;
   if (k.publishAlg) jwk.alg = k.alg;
@@ -140,7 +156,7 @@ export async function startStaticIssuer(opts: StaticIssuerOptions = {}): Promise
   const path = trimSlashes(opts.issuerPath);
   const defaultAlg: StaticAlg = opts.alg ?? 'RS256';
   let keys: KeyEntry[] = [
-    await makeKey({ alg: defaultAlg, kid: opts.omitKid ? null : undefined, publishAlg: !opts.omitAlg }),
+    await makeKey({ alg: defaultAlg, kid: opts.omitKid ? null : undefined, publishAlg: !opts.omitAlg, bare: opts.bareKeys ?? false }),
   ];
   // Lazily generated keys that are never published, per alg (SignOptions.key = 'other').
   const otherKeys = new Map<StaticAlg, KeyEntry>();
@@ -157,13 +173,14 @@ export async function startStaticIssuer(opts: StaticIssuerOptions = {}): Promise
   });
   const { port } = server.address() as AddressInfo;
   const url = `http://127.0.0.1:${port}`;
-  const issuer = `${url}${path}`;
+  const base = `${url}${path}`;
+  const issuer = opts.trailingSlash ? `${base}/` : base;
   const wellKnown = { oauth: opts.wellKnown?.oauth ?? true, oidc: opts.wellKnown?.oidc ?? true };
 
   const si: StaticIssuer = {
     issuer,
     url,
-    jwksUri: `${issuer}/jwks`,
+    jwksUri: `${base}/jwks`,
     jwksFetches: 0,
     metadataFetches: 0,
     failMetadata: opts.failFirst ?? 0,
@@ -238,8 +255,8 @@ export async function startStaticIssuer(opts: StaticIssuerOptions = {}): Promise
     return {
       issuer,
       jwks_uri: si.jwksUri,
-      authorization_endpoint: `${issuer}/authorize`,
-      token_endpoint: `${issuer}/token`,
+      authorization_endpoint: `${base}/authorize`,
+      token_endpoint: `${base}/token`,
       response_types_supported: ['code'],
       grant_types_supported: ['authorization_code', 'client_credentials', 'refresh_token'],
       code_challenge_methods_supported: ['S256'],
@@ -290,6 +307,25 @@ export async function startStaticIssuer(opts: StaticIssuerOptions = {}): Promise
 
 function b64json(value: unknown): string {
   return base64url.encode(JSON.stringify(value));
+}
+
+/**
+ * An HS* token keyed with `secret` (UTF-8 text or bytes), for shared-secret
+ * issuers. Header: `{ alg, typ }` plus `header`; `typ: null` omits it.
+ */
+export async function signWithSecret(
+  payload: Record<string, unknown>,
+  secret: string | Uint8Array,
+  opts: { alg?: 'HS256' | 'HS384' | 'HS512'; typ?: string | null; header?: Record<string, unknown> } = {},
+): Promise<string> {
+  const header: Record<string, unknown> = { alg: opts.alg ?? 'HS256' };
+  const typ = opts.typ === undefined ? 'at+jwt' : opts.typ;
+  if (typ !== null) header.typ = typ;
+  Object.assign(header, opts.header);
+  const key = typeof secret === 'string' ? new TextEncoder().encode(secret) : secret;
+  return new CompactSign(new TextEncoder().encode(JSON.stringify(payload)))
+    .setProtectedHeader(header as { alg: string })
+    .sign(key);
 }
 
 /** An `alg: none` JWT (empty signature), for negative tests. */

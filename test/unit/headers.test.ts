@@ -23,6 +23,7 @@ const DEFAULT_NAMES = {
   clientId: 'X-Forwarded-Client-Id',
   scopes: 'X-Forwarded-Scopes',
   issuer: 'X-Forwarded-Issuer',
+  roles: 'X-Forwarded-Roles',
 };
 
 function route(over: Partial<RouteConfig> = {}): RouteConfig {
@@ -34,6 +35,8 @@ function route(over: Partial<RouteConfig> = {}): RouteConfig {
     resource: 'https://gw.example.com/mcp',
     resourceMetadataUrl: 'https://gw.example.com/.well-known/oauth-protected-resource/mcp',
     scopes: [],
+    issuers: ['https://as.example.com'],
+    policy: undefined,
     identityHeaders: DEFAULT_NAMES,
     claimHeaders: [],
     timeouts: { connectMs: 1000, headersMs: 1000, idleMs: 1000 },
@@ -49,6 +52,8 @@ function principal(over: Partial<Principal> = {}): Principal {
     issuer: 'https://as.example.com',
     scopes,
     scopeString: [...scopes].join(' '),
+    roles: new Set<string>(),
+    roleString: '',
     claims: {},
     expiresAtMs: Date.now() + 60_000,
     ...over,
@@ -70,6 +75,8 @@ function forgedRequest(): HeaderBag {
     'x-forwarded-client-id': 'forged-client',
     'x-forwarded-scopes': 'admin:all',
     'x-forwarded-issuer': 'https://evil.example.com',
+    'x-forwarded-roles': 'admin',
+    'x-groups': 'admin',
     'x-user': 'admin',
     'x-client': 'forged',
     'x-scopes': 'admin:all',
@@ -110,6 +117,7 @@ t.test('default identity headers: credential and forged identity removed, verifi
     'x-issuer': 'https://evil.example.com',
     'x-email': 'ceo@example.com',
     'x-roles': 'admin',
+    'x-groups': 'admin',
     'x-forwarded-user': 'user-1',
     'x-forwarded-client-id': 'client-1',
     'x-forwarded-scopes': 'mcp:tools mcp:read',
@@ -119,7 +127,7 @@ t.test('default identity headers: credential and forged identity removed, verifi
 
 t.test('renamed identity headers: default names are stripped too, claim headers set from claims', async (t) => {
   const rewrite = compileRequestHeaders(route({
-    identityHeaders: { subject: 'X-User', clientId: 'X-Client', scopes: 'X-Scopes', issuer: 'X-Issuer' },
+    identityHeaders: { subject: 'X-User', clientId: 'X-Client', scopes: 'X-Scopes', issuer: 'X-Issuer', roles: 'X-Groups' },
     claimHeaders: [
       ['X-Email', ['email']],
       ['X-Roles', ['realm_access', 'roles']],
@@ -330,4 +338,19 @@ t.test('cleanResponseHeaders: names are lowercased, extra headers added only whe
   t.strictSame(headers, ['content-type', 'application/json', 'access-control-allow-origin', 'https://a.example.com', 'access-control-expose-headers', 'WWW-Authenticate']);
   const fromBuffers = cleanResponseHeaders([Buffer.from('X-A'), Buffer.from('1')]);
   t.strictSame(fromBuffers.headers, ['x-a', '1'], 'undici raw Buffers are accepted');
+});
+
+t.test('roles: sent under the roles name only when the principal has some; forged ones never pass', async (t) => {
+  const rewrite = compileRequestHeaders(route(), 'https://gw.example.com');
+  const h = forgedRequest();
+  rewrite(h, principal({ roles: new Set(['editor', 'viewer']), roleString: 'editor viewer' }), '192.0.2.7');
+  t.equal(h['x-forwarded-roles'], 'editor viewer', 'verified roles replace the forged value');
+  const none = forgedRequest();
+  rewrite(none, principal(), '192.0.2.7');
+  t.equal(none['x-forwarded-roles'], undefined, 'no roles: the forged header is removed and nothing is set');
+  const renamed = compileRequestHeaders(route({ identityHeaders: { ...DEFAULT_NAMES, roles: 'X-Groups' } }), 'https://gw.example.com');
+  const r = forgedRequest();
+  renamed(r, principal({ roles: new Set(['editor']), roleString: 'editor' }), '192.0.2.7');
+  t.equal(r['x-groups'], 'editor');
+  t.equal(r['x-forwarded-roles'], undefined, 'the default name is stripped too');
 });

@@ -15,6 +15,8 @@ function principal(subject: string, expiresAtMs: number): Principal {
     issuer: 'https://as.example.com',
     scopes: new Set<string>(),
     scopeString: '',
+    roles: new Set<string>(),
+    roleString: '',
     claims: { sub: subject },
     expiresAtMs,
   });
