@@ -1,8 +1,9 @@
 /**
  * An in-memory OAuthClientProvider for the MCP SDK client, whose "browser"
- * is {@link completeDevLogin}: the authorization redirect is driven over
- * plain HTTP against the test AS and the resulting code is kept for
- * `auth(..., { authorizationCode })` or `transport.finishAuth(code)`.
+ * is {@link completeDevLogin} by default: the authorization redirect is
+ * driven over plain HTTP against the test AS and the resulting code is kept
+ * for `auth(..., { authorizationCode })` or `transport.finishAuth(code)`.
+ * The `browser` option swaps in a real one (test/helpers/browser.ts).
  */
 import { auth, type OAuthClientProvider, type OAuthDiscoveryState } from '@modelcontextprotocol/sdk/client/auth.js';
 import type {
@@ -23,6 +24,12 @@ export interface MemoryOAuthProviderOptions {
   clientMetadata?: Partial<OAuthClientMetadata>;
   /** Pre-registered client information (skips DCR). */
   clientInformation?: OAuthClientInformationMixed;
+  /**
+   * Opens the authorization URL and resolves with the redirect to
+   * `redirectUrl` that carries `?code=`. Default: {@link completeDevLogin}
+   * as `user`, over plain HTTP.
+   */
+  browser?: (authorizationUrl: URL) => Promise<URL>;
 }
 
 /** In-memory {@link OAuthClientProvider} that completes the dev login itself. */
@@ -34,9 +41,12 @@ export class MemoryOAuthProvider implements OAuthClientProvider {
   private savedTokens: OAuthTokens | undefined;
   private verifier: string | undefined;
   private discovery: OAuthDiscoveryState | undefined;
+  private readonly browser: (authorizationUrl: URL) => Promise<URL>;
 
   /** Authorization URLs the SDK asked us to open, in order. */
   readonly authorizationUrls: URL[] = [];
+  /** Every token response saved, in order (the latest is also {@link tokens}). */
+  readonly tokenHistory: OAuthTokens[] = [];
   /** Code from the last completed authorization, until {@link takeAuthorizationCode}. */
   authorizationCode: string | undefined;
 
@@ -45,6 +55,7 @@ export class MemoryOAuthProvider implements OAuthClientProvider {
     this.user = opts.user ?? 'alice';
     this.metadataOverrides = opts.clientMetadata ?? {};
     this.clientInfo = opts.clientInformation;
+    this.browser = opts.browser ?? ((url) => completeDevLogin(url.href, this.user));
   }
 
   get redirectUrl(): string {
@@ -76,12 +87,13 @@ export class MemoryOAuthProvider implements OAuthClientProvider {
 
   saveTokens(tokens: OAuthTokens): void {
     this.savedTokens = tokens;
+    this.tokenHistory.push(tokens);
   }
 
-  /** Drives the dev login/consent pages and keeps the code. */
+  /** Drives the login/consent pages through the browser and keeps the code. */
   async redirectToAuthorization(authorizationUrl: URL): Promise<void> {
     this.authorizationUrls.push(authorizationUrl);
-    const callback = await completeDevLogin(authorizationUrl.href, this.user);
+    const callback = await this.browser(authorizationUrl);
     const code = callback.searchParams.get('code');
     if (!code) throw new Error(`no code in ${callback.href}`);
     this.authorizationCode = code;
