@@ -154,7 +154,7 @@ const EMPTY: ReadonlySet<string> = Object.freeze(new Set<string>())
 
 /** The generic profile's mapping (RFC 9068 names plus the common vendor ones); the profile table itself lives in config/profiles.ts. */
 const GENERIC_MAPPING: ClaimMapping = {
-  subject: [['sub']],
+  subject: [['sub'], ['client_id']],
   clientId: [['client_id'], ['azp'], ['cid'], ['appid']],
   scopes: [['scope'], ['scp'], ['scopes']],
   roles: []

@@ -30,7 +30,8 @@ const GENERIC_CLIENT_ID = ['client_id', 'azp', 'cid', 'appid']
 
 export const PROFILES: Readonly<Record<ProfileName, ProfileDefaults>> = {
   generic: {
-    claims: { subject: ['sub'], clientId: GENERIC_CLIENT_ID, scopes: ['scope', 'scp', 'scopes'], roles: [] },
+    // RFC 9068 §2.2: sub is the client id for client_credentials; some servers (oidc-provider introspection) omit it then.
+    claims: { subject: ['sub', 'client_id'], clientId: GENERIC_CLIENT_ID, scopes: ['scope', 'scp', 'scopes'], roles: [] },
     requiredClaims: {},
     forbiddenAudiences: [],
     forbiddenHeaderParams: [],

@@ -6,9 +6,12 @@
  * resource, supports client_credentials, open DCR, PKCE (S256, required),
  * introspection, revocation, refresh tokens (offline_access) and the
  * devInteractions login/consent pages, which {@link completeDevLogin} drives
- * over plain HTTP.
+ * over plain HTTP. Pre-registered clients: `m2m` (client_credentials),
+ * `gatewayBasic` / `gatewayPost` (a resource server's introspection client,
+ * one per client authentication method) and `user` (a public auth-code
+ * client for {@link TestAS.userTokens}). Requests are counted per path.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type RequestListener, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
@@ -71,8 +74,32 @@ export interface TestAS {
    * Throws an Error carrying the HTTP status and body on failure.
    */
   clientCredentialsToken(opts?: { clientId?: string; clientSecret?: string; scope?: string; resource?: string }): Promise<string>;
-  /** Pre-registered confidential client, grant type client_credentials only. */
-  clients: { m2m: { id: string; secret: string } };
+  /**
+   * Pre-registered clients:
+   * - `m2m`: confidential, grant type client_credentials only;
+   * - `gatewayBasic` / `gatewayPost`: confidential, no grants, for RFC 7662
+   *   introspection with client_secret_basic / client_secret_post (oidc-provider
+   *   authenticates introspection with the client's token_endpoint_auth_method).
+   *   Their secrets contain characters that RFC 6749 §2.3.1 form-encoding changes.
+   */
+  clients: {
+    m2m: { id: string; secret: string };
+    gatewayBasic: { id: string; secret: string };
+    gatewayPost: { id: string; secret: string };
+  };
+  /**
+   * Revokes a token at `/token/revocation` (RFC 7009) as the m2m client
+   * (the test AS lets any authenticated client revoke any token).
+   */
+  revokeToken(token: string): Promise<void>;
+  /**
+   * Authorization code + PKCE as the public `user` client, through the dev
+   * login page. `offline_access` is added to the scope, so a refresh token is
+   * issued. Defaults: the default resource and its scopes, user `alice`.
+   */
+  userTokens(opts?: { resource?: string; scope?: string; user?: string }): Promise<{ accessToken: string; refreshToken: string }>;
+  /** How many requests reached this path (e.g. `/token/introspection`), whatever their outcome. */
+  requestCount(path: string): number;
   /** Public signing keys, one per alg (also served at `${issuer}/jwks`). */
   publicJwks: JWK[];
   close(): Promise<void>;
@@ -117,7 +144,12 @@ export async function startAuthServer(opts: { host?: string; port?: number; m2mS
     res.statusCode = 503;
     res.end();
   };
-  const server = createServer((req, res) => listener(req, res));
+  const counts = new Map<string, number>();
+  const server = createServer((req, res) => {
+    const path = (req.url ?? '/').split('?', 1)[0] ?? '/';
+    counts.set(path, (counts.get(path) ?? 0) + 1);
+    listener(req, res);
+  });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(opts.port ?? 0, '127.0.0.1', () => resolve());
@@ -130,6 +162,10 @@ export async function startAuthServer(opts: { host?: string; port?: number; m2mS
   const resourceScopes = (): Set<string> =>
     new Set([...resources.values()].flatMap((r) => r.scope.split(' ').filter(Boolean)));
   const m2m = { id: 'm2m', secret: opts.m2mSecret ?? randomBytes(16).toString('base64url') };
+  // ' ', '+', ':', '%', '&' and '=' all change under form-urlencoding: a client that skips it fails.
+  const gatewayBasic = { id: 'gateway basic:1', secret: `${randomBytes(12).toString('base64url')} +:%&=` };
+  const gatewayPost = { id: 'gateway-post', secret: `${randomBytes(12).toString('base64url')} +:%&=` };
+  const user = { id: 'user-app', redirectUri: 'http://127.0.0.1/callback' };
   const ttlFromResource = (_ctx: unknown, token: { resourceServer?: { accessTokenTTL?: number } }): number =>
     token.resourceServer?.accessTokenTTL ?? 600;
 
@@ -142,6 +178,24 @@ export async function startAuthServer(opts: { host?: string; port?: number; m2mS
         grant_types: ['client_credentials'],
         response_types: [],
         redirect_uris: [],
+      },
+      ...[
+        [gatewayBasic, 'client_secret_basic'],
+        [gatewayPost, 'client_secret_post'],
+      ].map(([c, method]) => ({
+        client_id: (c as typeof gatewayBasic).id,
+        client_secret: (c as typeof gatewayBasic).secret,
+        token_endpoint_auth_method: method,
+        grant_types: [],
+        response_types: [],
+        redirect_uris: [],
+      })),
+      {
+        client_id: user.id,
+        token_endpoint_auth_method: 'none',
+        grant_types: ['authorization_code', 'refresh_token'],
+        response_types: ['code'],
+        redirect_uris: [user.redirectUri],
       },
     ],
     scopes: [...STATIC_SCOPES],
@@ -224,7 +278,8 @@ export async function startAuthServer(opts: { host?: string; port?: number; m2mS
   return {
     issuer,
     provider,
-    clients: { m2m },
+    clients: { m2m, gatewayBasic, gatewayPost },
+    requestCount: (path: string): number => counts.get(path) ?? 0,
     publicJwks: keys.map(publicPart),
     registerResource(r: ResourceInfo): void {
       resources.set(r.url, r);
@@ -249,6 +304,58 @@ export async function startAuthServer(opts: { host?: string; port?: number; m2mS
       const json = JSON.parse(text) as { access_token?: unknown };
       if (typeof json.access_token !== 'string') throw new Error(`no access_token in ${text}`);
       return json.access_token;
+    },
+    async revokeToken(token: string): Promise<void> {
+      const basic = Buffer.from(`${encodeURIComponent(m2m.id)}:${encodeURIComponent(m2m.secret)}`).toString('base64');
+      const res = await fetch(`${issuer}/token/revocation`, {
+        method: 'POST',
+        headers: { authorization: `Basic ${basic}`, 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ token }),
+      });
+      // RFC 7009 §2.2: 200 whether or not the token was valid.
+      if (res.status !== 200) throw new Error(`revocation failed: ${res.status} ${await res.text()}`);
+      await res.body?.cancel();
+    },
+    async userTokens(o = {}): Promise<{ accessToken: string; refreshToken: string }> {
+      const resource = o.resource ?? resources.keys().next().value;
+      if (resource === undefined) throw new Error('userTokens: no resource registered');
+      const scope = `${o.scope ?? resources.get(resource)?.scope ?? ''} offline_access`.trim();
+      const verifier = randomBytes(32).toString('base64url');
+      const authz = new URL(`${issuer}/auth`);
+      authz.search = new URLSearchParams({
+        client_id: user.id,
+        response_type: 'code',
+        redirect_uri: user.redirectUri,
+        scope,
+        resource,
+        // offline_access is only granted with an explicit consent prompt (OIDC Core §11).
+        prompt: 'consent',
+        code_challenge: createHash('sha256').update(verifier).digest('base64url'),
+        code_challenge_method: 'S256',
+        state: randomBytes(8).toString('hex'),
+      }).toString();
+      const callback = await completeDevLogin(authz.href, o.user);
+      const code = callback.searchParams.get('code');
+      if (code === null) throw new Error(`userTokens: no code in ${callback.href}`);
+      const res = await fetch(`${issuer}/token`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({
+          grant_type: 'authorization_code',
+          code,
+          redirect_uri: user.redirectUri,
+          code_verifier: verifier,
+          client_id: user.id,
+          resource,
+        }),
+      });
+      const text = await res.text();
+      if (!res.ok) throw new Error(`userTokens: token request failed: ${res.status} ${text}`);
+      const json = JSON.parse(text) as { access_token?: unknown; refresh_token?: unknown };
+      if (typeof json.access_token !== 'string' || typeof json.refresh_token !== 'string') {
+        throw new Error(`userTokens: no access_token and refresh_token in ${text}`);
+      }
+      return { accessToken: json.access_token, refreshToken: json.refresh_token };
     },
     async close(): Promise<void> {
       server.closeAllConnections();

@@ -45,7 +45,7 @@ routes:
 
 /** The generic profile's claim mapping, as paths. */
 const GENERIC_CLAIMS = {
-  subject: [['sub']],
+  subject: [['sub'], ['client_id']],
   clientId: [['client_id'], ['azp'], ['cid'], ['appid']],
   scopes: [['scope'], ['scp'], ['scopes']],
   roles: [],

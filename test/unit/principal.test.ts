@@ -224,3 +224,10 @@ t.test('each profile\'s mapping', async (t) => {
     );
   }
 });
+
+t.test('generic profile: a token without sub (client_credentials, RFC 9068 §2.2) takes the client id as subject', async (t) => {
+  const p = principalFromClaims({ client_id: 'm2m', scope: 'mcp:tools', exp: 2_000_000_000 }, 'https://as.example.com');
+  t.equal(p.subject, 'm2m');
+  t.equal(p.clientId, 'm2m');
+  t.throws(() => principalFromClaims({ scope: 'mcp:tools', exp: 2_000_000_000 }, 'https://as.example.com'), { reason: 'missing_claim' });
+});
