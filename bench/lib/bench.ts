@@ -15,9 +15,10 @@ import { runLoad, type LoadGen, type LoadResult, type LoadSpec } from './load.js
 import { clockTicks, cpuSecondsBetween, onExit, rssBytes, sampleCpu, sh, stopAll, stopChild, type Child } from './procs.js'
 import { spread, type Spread } from './stats.js'
 import { idleStreams, sseDelays, startTickServer, summarizeDelays, type DelaySample, type IdleStreamsResult } from './streaming.js'
-import { startBareUpstream, startExpressBaseline, startFastifyHttpProxy, startGateway, startHaproxy, startNginx, startSdkUpstream, type GatewayEntry, type NodeRuntime, type Started } from './systems.js'
-import { makeKey, signToken, startJwksServer } from './tokens.js'
+import { startBareUpstream, startExpressBaseline, startFastifyHttpProxy, startGateway, startHaproxy, startNginx, startSdkUpstream, type GatewayEntry, type GatewayRoute, type NodeRuntime, type Started } from './systems.js'
+import { BENCH_SCOPE, makeKey, signToken, startJwksServer } from './tokens.js'
 import { ensureAutocannon, ensureTools, type ToolName, type Tools } from './tools.js'
+import { startAuthServer } from '../../test/helpers/as.js'
 
 export interface BenchOptions {
   smoke: boolean
@@ -52,6 +53,17 @@ export interface BenchOptions {
 
 export const MCP_PROTOCOL_VERSION = '2025-06-18'
 /** ~100-byte JSON-RPC tools/call. */
+/** The per-tool policy of system (f): the bench's tools/call of `echo` needs mcp:tools; other entries make the lookup realistic. */
+export const BENCH_POLICY = {
+  default: ['mcp:tools'],
+  methods: { 'tools/call': ['mcp:tools'], 'resources/read': ['mcp:read'] },
+  tools: { delete_node: ['mcp:admin'], 'search_*': ['mcp:read'], echo: ['mcp:tools'] },
+  resources: { 'drupal://node/*': ['mcp:read'] }
+}
+
+/** `resource` of the opaque-token route (g), registered at the bench's oidc-provider. */
+export const BENCH_OPAQUE_RESOURCE = 'https://mcp.bench.invalid/opaque'
+
 export const REQUEST_BODY = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'echo', arguments: { text: 'hello' } } })
 
 export interface RunRecord extends LoadResult {
@@ -224,6 +236,14 @@ export async function runBench (opts: BenchOptions, log: Log): Promise<BenchResu
   for (const name of ['main', 'cold-a', 'cold-b']) jwks.setKeys(name, [key])
   const token = await signToken(key, jwks.issuer)
   const tick = await startTickServer()
+  // (g): a real oidc-provider issuing opaque tokens, introspected by the gateway (in this process: it
+  // answers one introspection per cache TTL, so its CPU is not the gateway's and barely shows).
+  const opaqueAs = want.has('gateway-introspection') ? await startAuthServer() : undefined
+  let opaqueToken: string | undefined
+  if (opaqueAs !== undefined) {
+    opaqueAs.registerResource({ url: BENCH_OPAQUE_RESOURCE, scope: BENCH_SCOPE, format: 'opaque', ttlSeconds: 4 * 3600 })
+    opaqueToken = await opaqueAs.clientCredentialsToken({ resource: BENCH_OPAQUE_RESOURCE, scope: BENCH_SCOPE })
+  }
   const headers = (t: string | undefined): Record<string, string> => ({
     'Content-Type': 'application/json',
     Accept: 'application/json, text/event-stream',
@@ -266,12 +286,25 @@ export async function runBench (opts: BenchOptions, log: Log): Promise<BenchResu
     const sdkP = has('sdk-direct') || has('sdk-gateway') ? startSdkUpstream(rt, dir) : undefined
     const upstream = await upstreamP
     const sdk = await sdkP?.catch((err: unknown) => { fail('sdk-direct', (err as Error).message); fail('sdk-gateway', (err as Error).message); return undefined })
-    const gwRoutes = [
+    const gwRoutes: GatewayRoute[] = [
       { path: '/mcp', upstream: `${upstream.origin}/mcp` },
       { path: '/ticks', upstream: `${tick.origin}/ticks` },
+      // (f): the same upstream behind a per-tool policy, so every POST body is parsed, checked and re-serialised.
+      { path: '/policy', upstream: `${upstream.origin}/mcp`, policy: BENCH_POLICY },
       ...(sdk !== undefined ? [{ path: '/sdk', upstream: `${sdk.origin}/mcp` }] : [])
     ]
+    if (opaqueAs !== undefined) gwRoutes.push({ path: '/opaque', upstream: `${upstream.origin}/mcp`, resource: BENCH_OPAQUE_RESOURCE, issuers: [opaqueAs.issuer] })
     const gwOpts = { entry: gatewayEntry, issuer: jwks.issuer, logLevel: opts.gatewayLogLevel }
+    const introspecting = opaqueAs === undefined
+      ? {}
+      : {
+          extraIssuers: [{
+            issuer: opaqueAs.issuer,
+            tokenType: 'opaque',
+            introspection: { endpoint: `${opaqueAs.issuer}/token/introspection`, clientId: opaqueAs.clients.gatewayBasic.id, clientSecret: { fromEnv: 'BENCH_INTROSPECTION_SECRET' } }
+          }],
+          env: { BENCH_INTROSPECTION_SECRET: opaqueAs.clients.gatewayBasic.secret }
+        }
     const tryStart = async <T>(ids: SystemId[], p: Promise<T> | undefined): Promise<T | undefined> => {
       if (p === undefined) return undefined
       try {
@@ -291,7 +324,7 @@ export async function runBench (opts: BenchOptions, log: Log): Promise<BenchResu
     const haproxyBinJwt = needTool('haproxy-jwt', 'haproxy')
     const haproxyBinPlain = needTool('haproxy-plain', 'haproxy')
     const [gw, coldA, coldB, nginx, hapJwt, hapPlain, express, expressKa, fastifyProxy] = await Promise.all([
-      tryStart(['gateway', 'sdk-gateway'], has('gateway') || has('sdk-gateway') ? startGateway(rt, dir, { ...gwOpts, name: 'gateway', jwksUri: jwks.uri('main'), routes: gwRoutes }) : undefined),
+      tryStart(['gateway', 'sdk-gateway'], has('gateway') || has('sdk-gateway') ? startGateway(rt, dir, { ...gwOpts, ...introspecting, name: 'gateway', jwksUri: jwks.uri('main'), routes: gwRoutes }) : undefined),
       // Two more gateways for the cold-token figures, idle until then.
       has('gateway') ? startGateway(rt, dir, { ...gwOpts, name: 'cold-a', jwksUri: jwks.uri('cold-a'), routes: [gwRoutes[0]!] }).catch(() => undefined) : undefined,
       has('gateway') ? startGateway(rt, dir, { ...gwOpts, name: 'cold-b', jwksUri: jwks.uri('cold-b'), routes: [gwRoutes[0]!] }).catch(() => undefined) : undefined,
@@ -314,11 +347,11 @@ export async function runBench (opts: BenchOptions, log: Log): Promise<BenchResu
         return false
       }
     }
-    const add = (id: SystemId, s: Started | undefined, path: string, o: { upstream?: Child, sdk?: boolean, auth: boolean }): void => {
+    const add = (id: SystemId, s: Started | undefined, path: string, o: { upstream?: Child, sdk?: boolean, auth: boolean, token?: string }): void => {
       if (!has(id) || s === undefined || systems.get(id)?.status !== 'ok') return
       targets.push({
         id,
-        spec: { url: `${s.origin}${path}`, headers: headers(token), body: REQUEST_BODY },
+        spec: { url: `${s.origin}${path}`, headers: headers(o.token ?? token), body: REQUEST_BODY },
         measured: s.child,
         ...(o.upstream !== undefined ? { upstream: o.upstream } : {}),
         validBody: o.sdk === true ? sdkOk : bareOk,
@@ -333,6 +366,8 @@ export async function runBench (opts: BenchOptions, log: Log): Promise<BenchResu
     add('express-keepalive', expressKa, '/mcp', { upstream: upstream.child, auth: true })
     add('fastify-http-proxy-jose', fastifyProxy, '/mcp', { upstream: upstream.child, auth: true })
     add('gateway', gw, '/mcp', { upstream: upstream.child, auth: true })
+    add('gateway-policy', gw, '/policy', { upstream: upstream.child, auth: true })
+    if (opaqueToken !== undefined) add('gateway-introspection', gw, '/opaque', { upstream: upstream.child, auth: true, token: opaqueToken })
     if (sdk !== undefined) {
       add('sdk-direct', sdk, '/mcp', { sdk: true, auth: false })
       add('sdk-gateway', gw, '/sdk', { upstream: sdk.child, sdk: true, auth: true })
@@ -475,6 +510,7 @@ export async function runBench (opts: BenchOptions, log: Log): Promise<BenchResu
     await stopAll(3000)
     await tick.close()
     await jwks.close()
+    await opaqueAs?.close()
     if (!opts.keepTmp) rmSync(dir, { recursive: true, force: true })
     forgetTmp()
   }

@@ -31,16 +31,14 @@ export const CATALOGUE: readonly SystemInfo[] = [
     letter: 'f',
     label: 'mcp-auth-gateway, per-tool policy route (body inspected)',
     group: 'proxy',
-    default: true,
-    notAvailableYet: 'not available yet: the gateway has no per-tool policy (JSON-RPC body inspection) feature'
+    default: true
   },
   {
     id: 'gateway-introspection',
     letter: 'g',
     label: 'mcp-auth-gateway, introspection route (opaque tokens)',
     group: 'proxy',
-    default: true,
-    notAvailableYet: 'not available yet: the gateway has no RFC 7662 introspection support'
+    default: true
   },
   { id: 'sdk-direct', label: 'real MCP SDK server (stateless, JSON responses) directly', group: 'real', default: true },
   { id: 'sdk-gateway', label: 'real MCP SDK server through the gateway', group: 'real', default: true }
@@ -61,5 +59,8 @@ export const CPU_RATIOS: ReadonlyArray<{ num: SystemId, den: SystemId }> = [
   { num: 'gateway', den: 'haproxy-jwt' },
   { num: 'gateway', den: 'express-sdk' },
   { num: 'gateway', den: 'express-keepalive' },
-  { num: 'gateway', den: 'fastify-http-proxy-jose' }
+  { num: 'gateway', den: 'fastify-http-proxy-jose' },
+  // Issue 4: the policy route must cost at most 1.15× the plain JWT route.
+  { num: 'gateway-policy', den: 'gateway' },
+  { num: 'gateway-introspection', den: 'gateway' }
 ]

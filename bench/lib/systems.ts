@@ -72,7 +72,16 @@ export async function startFastifyHttpProxy (rt: NodeRuntime, dir: string, o: { 
 
 // ---------------------------------------------------------------- gateway
 
-export interface GatewayRoute { path: string, upstream: string }
+export interface GatewayRoute {
+  path: string
+  upstream: string
+  /** Default: the bench audience. */
+  resource?: string
+  /** Default: the bench JWKS issuer only. */
+  issuers?: string[]
+  /** A per-tool policy (gateway config `policy:`): the route then inspects bodies. */
+  policy?: Record<string, unknown>
+}
 
 /** How the gateway is run: compiled (dist/src/main.js) or from source through tsx. */
 export type GatewayEntry = 'dist' | 'src'
@@ -84,6 +93,10 @@ export async function startGateway (rt: NodeRuntime, dir: string, o: {
   jwksUri: string
   routes: GatewayRoute[]
   logLevel: string
+  /** More authorization servers (gateway config entries), e.g. an introspecting one. */
+  extraIssuers?: Array<Record<string, unknown>>
+  /** Environment for ${VARS} and fromEnv secrets in the config. */
+  env?: Record<string, string>
 }): Promise<Started & { configPath: string }> {
   const port = await freePort()
   const origin = `http://127.0.0.1:${port}`
@@ -91,8 +104,15 @@ export async function startGateway (rt: NodeRuntime, dir: string, o: {
     listen: { host: '127.0.0.1', port },
     publicUrl: origin,
     logLevel: o.logLevel,
-    authorizationServers: [{ issuer: o.issuer, jwksUri: o.jwksUri }],
-    routes: o.routes.map((r) => ({ path: r.path, upstream: r.upstream, resource: BENCH_AUDIENCE, scopes: [BENCH_SCOPE] }))
+    authorizationServers: [{ issuer: o.issuer, jwksUri: o.jwksUri }, ...(o.extraIssuers ?? [])],
+    routes: o.routes.map((r) => ({
+      path: r.path,
+      upstream: r.upstream,
+      resource: r.resource ?? BENCH_AUDIENCE,
+      scopes: [BENCH_SCOPE],
+      issuers: r.issuers ?? [o.issuer],
+      ...(r.policy !== undefined ? { policy: r.policy } : {})
+    }))
   }
   const configPath = join(dir, `${o.name}.yaml`)
   writeFileSync(configPath, stringify(config))
@@ -101,7 +121,7 @@ export async function startGateway (rt: NodeRuntime, dir: string, o: {
     : [...nodeArgs(join(rt.root, 'src/main.ts')), '--config', configPath]
   const child = spawnChild(o.name, rt.node, args, {
     cwd: rt.root,
-    env: { ...process.env, NODE_OPTIONS: '' },
+    env: { ...process.env, ...(o.env ?? {}), NODE_OPTIONS: '' },
     logPath: join(dir, `${o.name}.log`),
     raiseNofile: true
   })
