@@ -11,24 +11,9 @@
 import { Agent, request, type Dispatcher } from 'undici'
 import { InvalidTokenError, TemporarilyUnavailableError, type InvalidTokenReason } from '../errors.js'
 import type { IntrospectionConfig } from '../config/types.js'
-import { UNAVAILABLE_RETRY_AFTER_SECONDS } from '../config/defaults.js'
+import { INTROSPECTION_NEGATIVE_CACHE_MAX_ENTRIES as NEGATIVE_CACHE_MAX_ENTRIES, MAX_INTROSPECTION_RESPONSE_BYTES, UNAVAILABLE_RETRY_AFTER_SECONDS } from '../config/defaults.js'
 import type { VerifierLogger } from './jwt.js'
 import { tokenKey } from './token-cache.js'
-
-/**
- * Largest introspection response read (bytes). A response is one claim set,
- * normally well under 4 KiB (Keycloak, which copies every token claim, stays
- * in the low KiB); the cap stops a broken or hostile endpoint from making the
- * gateway buffer without bound. Local for now: it may move to config/defaults.
- */
-const MAX_INTROSPECTION_RESPONSE_BYTES = 64 * 1024
-
-/**
- * Most tokens remembered as refused at once (entries of about 100 bytes: a
- * SHA-256 key and a reason). A flood of distinct bad tokens evicts the
- * oldest instead of growing memory; each of those costs one call anyway.
- */
-const NEGATIVE_CACHE_MAX_ENTRIES = 10_000
 
 /** Introspection error codes (RFC 6749 §5.2 style) are logged only if they look like one: never free text. */
 const ERROR_CODE = /^[a-z_]{1,64}$/

@@ -109,3 +109,12 @@ export const DEFAULT_INTROSPECTION_TIMEOUT_SECONDS = 5
 export const AS_METADATA_MIRROR_TTL_MS = 300_000
 /** Scopes never advertised in PRM scopes_supported: they are about refresh tokens, not this resource. */
 export const SCOPES_NOT_ADVERTISED = ['offline_access'] as const
+
+/** Largest JSON tools/list answer buffered for filtering; over it the client gets a 502, never an unfiltered list. */
+export const MAX_TOOLS_LIST_RESPONSE_BYTES = 8 * 1024 * 1024
+/** Required-scope lists memoised per (method, name) on a policy route; bounded so hostile names cannot grow it. */
+export const POLICY_MEMO_MAX_ENTRIES = 1024
+/** Largest RFC 7662 response read; real ones are well under 4 KiB. */
+export const MAX_INTROSPECTION_RESPONSE_BYTES = 64 * 1024
+/** Inactive introspection results remembered at most (entries are token hashes, so size is bounded whatever the token). */
+export const INTROSPECTION_NEGATIVE_CACHE_MAX_ENTRIES = 10_000

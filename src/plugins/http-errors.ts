@@ -14,6 +14,19 @@ export function sendError (reply: FastifyReply, status: number, error: string, d
     .send(JSON.stringify({ error, error_description: description }))
 }
 
+/**
+ * Send a JSON-RPC error body (already serialised; jsonrpc.ts builds it) with
+ * the given status: policy routes answer malformed, mismatched and refused
+ * JSON-RPC bodies this way, in the protocol the client speaks.
+ */
+export function sendJsonRpcError (reply: FastifyReply, status: number, body: string): FastifyReply {
+  return reply
+    .code(status)
+    .header('content-type', 'application/json; charset=utf-8')
+    .header('cache-control', 'no-store')
+    .send(body)
+}
+
 /** Map a Fastify or unknown error to a status and public body; never echoes its message. */
 export function publicErrorOf (err: unknown): { status: number, error: string, description: string } {
   if (err instanceof GatewayError) return { status: err.status, error: err.code, description: err.publicDescription }

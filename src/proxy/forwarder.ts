@@ -9,12 +9,46 @@
  */
 import type { ServerResponse } from 'node:http'
 import type { Dispatcher } from 'undici'
-import { jsonRpcError, JSONRPC_UPSTREAM_TIMEOUT, JSONRPC_UPSTREAM_UNREACHABLE, requestIdOf } from '../mcp/jsonrpc.js'
-import type { EndpointScanner } from '../mcp/sse.js'
+import { jsonRpcError, JSONRPC_UPSTREAM_TIMEOUT, JSONRPC_UPSTREAM_UNREACHABLE, requestIdOf, type JsonRpcId } from '../mcp/jsonrpc.js'
 import { cleanResponseHeaders } from './headers.js'
 
 /** How a forwarded exchange ended, for the request log. */
 export type ForwardOutcome = 'ok' | 'upstream_error' | 'client_closed'
+
+/** Why an upstream exchange failed: no answer in time, no answer at all, or an answer the gateway must not pass on. */
+export type ForwardFailure = 'timeout' | 'unreachable' | 'unfilterable'
+
+/**
+ * Rewrites a response body as it streams (SSE): `write` returns the bytes to
+ * send now (possibly none), `end` what was held back. Headers are sent before
+ * the first chunk. `write` may throw: the response is then cut, since its
+ * status is already gone (the legacy endpoint scanner; the tools/list SSE filter).
+ */
+export interface StreamTransform {
+  write: (chunk: Buffer) => Buffer | undefined
+  end: () => Buffer | undefined
+}
+
+/**
+ * Rewrites a whole response body: the body is buffered (at most `maxBytes`)
+ * and the headers held until `apply` has run, so Content-Length can be set
+ * for the new body. `apply` returns undefined when it cannot rewrite; that,
+ * or a body over `maxBytes`, becomes a 502 (the tools/list JSON filter).
+ */
+export interface BufferedTransform {
+  readonly maxBytes: number
+  apply: (body: Buffer) => Buffer | undefined
+}
+
+export type ResponseTransform = StreamTransform | BufferedTransform
+
+/**
+ * Chooses a transform once per response, from its status and cleaned headers
+ * (flat [name, value, …], names lowercased; `sse` when text/event-stream).
+ * undefined: the bytes pass through untouched. 'refuse': the response cannot
+ * be transformed (e.g. a content coding) and must not be sent; the client gets a 502.
+ */
+export type TransformChooser = (statusCode: number, headers: readonly string[], sse: boolean) => ResponseTransform | 'refuse' | undefined
 
 export interface ForwardRequest {
   /** Upstream path with query. */
@@ -22,13 +56,16 @@ export interface ForwardRequest {
   readonly method: string
   /** Request headers as a flat [name, value, …] list, already cleaned and with identity set. */
   readonly headers: string[]
-  readonly body: Buffer | undefined
+  /** Bytes as received, or (policy routes) the re-serialised JSON that was authorised. undici sets Content-Length. */
+  readonly body: Buffer | string | undefined
+  /** The JSON-RPC id for gateway-written errors when the body was already parsed; undefined: read from `body`. */
+  readonly requestId?: JsonRpcId
   /** Response headers the gateway adds when the upstream did not set them (CORS). */
   readonly extraResponseHeaders: readonly string[]
-  /** For GET: makes a rewriter for the legacy SSE endpoint event; undefined for no rewriting. */
-  readonly sseRewriter: (() => EndpointScanner) | undefined
+  /** Response-body transform for this exchange (legacy SSE endpoint, tools/list filter); undefined: none. */
+  readonly responseTransform: TransformChooser | undefined
   /** Called once when the exchange ends. */
-  readonly onEnd: (outcome: ForwardOutcome, failure?: 'timeout' | 'unreachable', code?: string, cut?: boolean) => void
+  readonly onEnd: (outcome: ForwardOutcome, failure?: ForwardFailure, code?: string, cut?: boolean) => void
 }
 
 const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT'])
@@ -40,7 +77,13 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   readonly #res: ServerResponse
   readonly #req: ForwardRequest
   #abort: ((err?: Error) => void) | undefined
-  #scanner: EndpointScanner | undefined
+  #scanner: StreamTransform | undefined
+  /** Set while a whole body is being buffered; headers wait in #heldStatus/#heldHeaders. */
+  #buffered: BufferedTransform | undefined
+  #chunks: Buffer[] | undefined
+  #bufferedBytes = 0
+  #heldStatus = 0
+  #heldHeaders: string[] | undefined
   #paused = false
   #resume: (() => void) | undefined
   #done = false
@@ -68,7 +111,24 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     const res = this.#res
     this.#resume = resume
     const { headers, sse } = cleanResponseHeaders(rawHeaders, this.#req.extraResponseHeaders)
-    if (sse && this.#req.sseRewriter !== undefined) this.#scanner = this.#req.sseRewriter()
+    const choose = this.#req.responseTransform
+    if (choose !== undefined) {
+      const t = choose(statusCode, headers, sse)
+      if (t === 'refuse') {
+        this.#refuse('ERR_UNFILTERABLE_RESPONSE')
+        return false
+      }
+      if (t !== undefined) {
+        if ('apply' in t) {
+          this.#buffered = t
+          this.#chunks = []
+          this.#heldStatus = statusCode
+          this.#heldHeaders = headers
+          return true
+        }
+        this.#scanner = t
+      }
+    }
     try {
       res.writeHead(statusCode, headers)
     } catch {
@@ -83,8 +143,27 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   }
 
   onData (chunk: Buffer): boolean {
+    if (this.#buffered !== undefined) {
+      // Already answered (502 over the cap): late chunks before the abort lands are dropped.
+      if (this.#done) return false
+      this.#bufferedBytes += chunk.length
+      if (this.#bufferedBytes > this.#buffered.maxBytes) {
+        this.#chunks = undefined
+        this.#refuse('ERR_RESPONSE_TOO_LARGE_TO_FILTER')
+        return false
+      }
+      this.#chunks!.push(chunk)
+      return true
+    }
     let out: Buffer | undefined = chunk
-    if (this.#scanner !== undefined) out = this.#scanner.write(chunk)
+    if (this.#scanner !== undefined) {
+      try {
+        out = this.#scanner.write(chunk)
+      } catch (err) {
+        this.#refuse((err as { code?: string }).code ?? 'ERR_RESPONSE_TRANSFORM')
+        return false
+      }
+    }
     if (out === undefined || out.length === 0) return true
     if (!this.#res.write(out)) {
       // Backpressure from the client: stop reading the upstream until it drains.
@@ -102,8 +181,18 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
 
   onComplete (): void {
     if (this.#done) return
+    if (this.#buffered !== undefined) {
+      this.#completeBuffered(this.#buffered)
+      return
+    }
     if (this.#scanner !== undefined) {
-      const rest = this.#scanner.end()
+      let rest: Buffer | undefined
+      try {
+        rest = this.#scanner.end()
+      } catch (err) {
+        this.#refuse((err as { code?: string }).code ?? 'ERR_RESPONSE_TRANSFORM')
+        return
+      }
       if (rest !== undefined && rest.length > 0) this.#res.write(rest)
     }
     this.#res.end()
@@ -120,7 +209,44 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     this.#fail(code !== undefined && TIMEOUT_CODES.has(code) ? 'timeout' : 'unreachable', code)
   }
 
-  #fail (failure: 'timeout' | 'unreachable', code: string | undefined): void {
+  #completeBuffered (t: BufferedTransform): void {
+    const chunks = this.#chunks!
+    this.#chunks = undefined
+    const body = t.apply(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks))
+    if (body === undefined) {
+      this.#refuse('ERR_UNFILTERABLE_RESPONSE')
+      return
+    }
+    const headers = this.#heldHeaders!
+    let set = false
+    for (let i = 0; i < headers.length; i += 2) {
+      if (headers[i] === 'content-length') {
+        headers[i + 1] = String(body.length)
+        set = true
+      }
+    }
+    if (!set) headers.push('content-length', String(body.length))
+    try {
+      this.#res.writeHead(this.#heldStatus, headers)
+    } catch {
+      this.#fail('unreachable', 'ERR_INVALID_UPSTREAM_HEADER')
+      return
+    }
+    this.#res.end(body)
+    this.#finish('ok')
+  }
+
+  /**
+   * The upstream answered with something that must not be passed on: a 502 while
+   * the headers are unsent, else the client connection is cut; then the upstream
+   * request is aborted. Answer first, so the abort is not mistaken for the client leaving.
+   */
+  #refuse (code: string): void {
+    this.#fail('unfilterable', code)
+    this.#abort?.()
+  }
+
+  #fail (failure: ForwardFailure, code: string | undefined): void {
     const res = this.#res
     if (res.headersSent) {
       // Mid-response: the status is gone; cutting the connection is the only honest signal.
@@ -129,11 +255,11 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
       return
     } else {
       const timeout = failure === 'timeout'
-      const body = jsonRpcError(
-        requestIdOf(this.#req.body),
-        timeout ? JSONRPC_UPSTREAM_TIMEOUT : JSONRPC_UPSTREAM_UNREACHABLE,
-        timeout ? 'The upstream MCP server did not respond in time' : 'The upstream MCP server is unreachable'
-      )
+      const id = this.#req.requestId !== undefined ? this.#req.requestId : requestIdOf(this.#req.body)
+      const message = timeout
+        ? 'The upstream MCP server did not respond in time'
+        : failure === 'unfilterable' ? 'The upstream response could not be filtered for this caller' : 'The upstream MCP server is unreachable'
+      const body = jsonRpcError(id, timeout ? JSONRPC_UPSTREAM_TIMEOUT : JSONRPC_UPSTREAM_UNREACHABLE, message)
       const extra = this.#req.extraResponseHeaders
       const headers = ['content-type', 'application/json; charset=utf-8', 'content-length', String(Buffer.byteLength(body)), ...extra]
       res.writeHead(timeout ? 504 : 502, headers)
@@ -142,7 +268,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     this.#finish('upstream_error', failure, code)
   }
 
-  #finish (outcome: ForwardOutcome, failure?: 'timeout' | 'unreachable', code?: string, cut = false): void {
+  #finish (outcome: ForwardOutcome, failure?: ForwardFailure, code?: string, cut = false): void {
     if (this.#done) return
     this.#done = true
     this.#req.onEnd(outcome, failure, code, cut)
