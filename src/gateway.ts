@@ -25,6 +25,8 @@ export interface Gateway {
   readonly app: FastifyInstance
   readonly authenticator: Authenticator
   readonly logger: Logger
+  /** Write out buffered log lines now (before a fatal exit, at a signal). */
+  flushLogs: () => void
   /** Start discovery and listen. Resolves with the bound address. */
   listen: () => Promise<{ host: string, port: number, url: string }>
   /** Stop accepting connections; wait up to config.shutdownTimeoutMs for in-flight requests, then close what is left. */
@@ -96,6 +98,7 @@ export function createGateway (config: GatewayConfig, opts: GatewayOptions = {})
     app,
     authenticator,
     logger,
+    flushLogs: loggers.flush,
     async listen () {
       for (const w of config.warnings) logger.warn({ warning: w }, 'risky configuration')
       authenticator.start()
@@ -105,6 +108,8 @@ export function createGateway (config: GatewayConfig, opts: GatewayOptions = {})
       const host = config.listen.host
       const url = `${config.listen.tls !== undefined ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`
       logger.info({ url, publicUrl: config.publicUrl, routes: config.routes.map((r) => r.path) }, 'gateway listening')
+      // Startup lines are what operators and supervisors wait for: never leave them in the buffer.
+      loggers.flush()
       return { host, port, url }
     },
     close () {
@@ -116,6 +121,7 @@ export function createGateway (config: GatewayConfig, opts: GatewayOptions = {})
         app.server.closeIdleConnections()
         await app.close()
         clearTimeout(timer)
+        loggers.close()
       })()
       return closing
     }

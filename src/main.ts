@@ -86,12 +86,14 @@ async function main (argv: string[]): Promise<number> {
   } catch (err) {
     const e = err as NodeJS.ErrnoException
     gateway.logger.fatal({ code: e.code }, `cannot listen on ${config.listen.host}:${config.listen.port}`)
+    gateway.flushLogs()
     process.stderr.write(`mcp-auth-gateway: cannot listen on ${config.listen.host}:${config.listen.port} (${e.code ?? e.message})\n`)
     return 3
   }
   return await new Promise<number>((resolve) => {
     const stop = (signal: string): void => {
       gateway.logger.info({ signal }, 'shutting down: draining in-flight requests')
+      gateway.flushLogs()
       gateway.close().then(() => { resolve(0) }, () => { resolve(3) })
     }
     process.once('SIGTERM', () => { stop('SIGTERM') })

@@ -144,3 +144,33 @@ t.test('SIGTERM lets in-flight requests finish, refuses new ones, and is bounded
   t.match(exit.stdout, /shutting down: draining in-flight requests/)
   t.notOk(exit.stdout.includes(token) || exit.stderr.includes(token), 'token never printed')
 })
+
+t.test('stdout logging is buffered but nothing is lost: startup at once, request lines within the flush interval, all at SIGTERM', async (t) => {
+  const st = await startStaticIssuer()
+  t.teardown(async () => { await st.close() })
+  const port = await freePort()
+  const origin = `http://127.0.0.1:${port}`
+  writeFileSync(join(dir, 'logs.yaml'), stringify({
+    listen: { port },
+    publicUrl: origin,
+    authorizationServers: [{ issuer: st.issuer }],
+    routes: [{ path: '/mcp', upstream: 'http://127.0.0.1:9/mcp', scopes: ['mcp:tools'] }]
+  }))
+  const gw = start(['--config', 'logs.yaml'], {}, DIST_MAIN)
+  const waitFor = async (what: () => boolean, ms: number): Promise<boolean> => {
+    const deadline = Date.now() + ms
+    while (!what() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20))
+    return what()
+  }
+  t.ok(await waitFor(() => gw.stdout().includes('gateway listening'), 15_000), 'the startup line is written at once')
+  const requestLines = (): number => gw.stdout().split('\n').filter((l) => l.includes('"msg":"request"')).length
+  t.equal((await fetch(`${origin}/mcp`, { method: 'POST' })).status, 401)
+  // One short line is far below the buffer size: only the periodic flush can write it.
+  t.ok(await waitFor(() => requestLines() === 1, 3000), 'a lone request line appears within the flush interval')
+  for (let i = 0; i < 20; i++) t.equal((await fetch(`${origin}/mcp`, { method: 'POST' })).status, 401)
+  gw.child.kill('SIGTERM')
+  const exit = await gw.done
+  t.equal(exit.code, 0)
+  t.equal(exit.stdout.split('\n').filter((l) => l.includes('"msg":"request"')).length, 21, 'every request line is written by the time the process exits')
+  t.ok(exit.stdout.split('\n').filter((l) => l !== '').every((l) => { try { JSON.parse(l); return true } catch { return false } }), 'every stdout line is whole JSON')
+})
