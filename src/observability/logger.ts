@@ -47,6 +47,22 @@ export function createLogger (level: string, destination?: DestinationStream): L
   return createLoggers(level, destination).logger
 }
 
+let lastMs = -1
+let lastTime = ''
+/**
+ * pino's isoTime, reusing the string within one millisecond: at thousands of
+ * request lines a second, building a Date and its ISO string per line showed
+ * in profiles (~1.4 % of CPU per request).
+ */
+export function isoTimeCached (): string {
+  const now = Date.now()
+  if (now !== lastMs) {
+    lastMs = now
+    lastTime = `,"time":"${new Date(now).toISOString()}"`
+  }
+  return lastTime
+}
+
 /**
  * The gateway's two loggers, writing to one destination:
  * - `logger`, with redaction and serializers, for everything that may carry
@@ -74,7 +90,7 @@ export function createLoggers (level: string, destination?: DestinationStream): 
   const buffered = destination === undefined ? pino.destination({ dest: 1, sync: false, minLength: LOG_BUFFER_BYTES }) : undefined
   const dest = destination ?? buffered!
   const logger = pino(loggerOptions(level), dest)
-  const access = pino({ level, base: { service: 'mcp-auth-gateway' }, timestamp: pino.stdTimeFunctions.isoTime }, dest)
+  const access = pino({ level, base: { service: 'mcp-auth-gateway' }, timestamp: isoTimeCached }, dest)
   if (buffered === undefined) return { logger, access, flush: () => {}, close: () => {} }
   const flush = (): void => {
     try {
