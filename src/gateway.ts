@@ -11,8 +11,15 @@ import { createLoggers, type Loggers } from './observability/logger.js'
 import { registerWellKnown } from './plugins/well-known.js'
 import { registerMcpRoute } from './plugins/mcp-route.js'
 import { registerHealth } from './plugins/health.js'
+import { registerJwks } from './plugins/jwks.js'
+import { createSigningKeys } from './identity/keys.js'
 import { clientErrorResponse, publicErrorOf, sendError } from './plugins/http-errors.js'
 import { logRequest } from './plugins/request-log.js'
+import { applyRouteCors } from './plugins/origin.js'
+import { httpServerOptions, registerEdge } from './plugins/edge.js'
+import type { Redis } from 'ioredis'
+import { createRedis, startRedis, stopRedis } from './session/redis.js'
+import { createSessionBinder } from './session/binding.js'
 
 export interface GatewayOptions {
   /** Loggers to use; default: pino to stdout at config.logLevel. */
@@ -25,6 +32,8 @@ export interface Gateway {
   readonly app: FastifyInstance
   readonly authenticator: Authenticator
   readonly logger: Logger
+  /** The shared Redis client (session/redis.ts) when `redis` is configured; it connects on listen(). */
+  readonly redis: Redis | undefined
   /** Write out buffered log lines now (before a fatal exit, at a signal). */
   flushLogs: () => void
   /** Start discovery and listen. Resolves with the bound address. */
@@ -38,6 +47,8 @@ export function createGateway (config: GatewayConfig, opts: GatewayOptions = {})
   const logger = loggers.logger
   const authenticator = new Authenticator(config, logger, opts.verifier)
 
+  // Header size and header/request timeouts (slowloris) are enforced by Node's HTTP server.
+  const serverOptions = httpServerOptions(config.limits)
   const app = Fastify({
     loggerInstance: logger,
     // Fastify's own per-request lines are replaced by ours (onResponse below).
@@ -46,6 +57,8 @@ export function createGateway (config: GatewayConfig, opts: GatewayOptions = {})
     // per-request cost. The request id goes into the lines we write instead (plugins/request-log.ts).
     childLoggerFactory: (logger) => logger,
     bodyLimit: config.limits.maxBodyBytes,
+    requestTimeout: config.limits.requestTimeoutMs,
+    http: serverOptions,
     exposeHeadRoutes: false,
     return503OnClosing: true,
     // HTTP parse errors: our body, then close; a reset socket needs nothing.
@@ -59,12 +72,13 @@ export function createGateway (config: GatewayConfig, opts: GatewayOptions = {})
       request.outcome = 'invalid_request'
       void sendError(reply, 400, 'invalid_request', 'The request URL is malformed')
     },
-    ...(config.listen.tls !== undefined ? { https: { cert: config.listen.tls.cert, key: config.listen.tls.key } } : {})
+    ...(config.listen.tls !== undefined ? { https: { cert: config.listen.tls.cert, key: config.listen.tls.key, ...serverOptions } } : {})
   }) as unknown as FastifyInstance
 
   app.decorate('accessLog', loggers.access)
   app.decorateRequest('principal', null)
   app.decorateRequest('outcome', null)
+  app.decorateRequest('session', null)
 
   // Bodies are forwarded byte for byte: parse nothing, keep the raw buffer (bounded by bodyLimit).
   app.removeAllContentTypeParsers()
@@ -78,8 +92,8 @@ export function createGateway (config: GatewayConfig, opts: GatewayOptions = {})
     const pub = publicErrorOf(err)
     request.outcome = pub.error
     if (pub.status >= 500) request.log.error({ reqId: request.id, err }, 'request failed')
-    // Errors on MCP routes (e.g. 413) stay readable by browser clients, like the route's own errors.
-    if ((request.routeOptions.config as { kind?: string }).kind === 'mcp') reply.header('access-control-allow-origin', '*')
+    // Errors on MCP routes (e.g. 413) stay readable by browser clients from allowed origins, like the route's own errors.
+    applyRouteCors(request, reply)
     void sendError(reply, pub.status, pub.error, pub.description)
   })
 
@@ -91,17 +105,27 @@ export function createGateway (config: GatewayConfig, opts: GatewayOptions = {})
 
   registerHealth(app, authenticator)
   registerWellKnown(app, config)
-  for (const route of config.routes) registerMcpRoute(app, { route, authenticator, publicUrl: config.publicUrl })
+  // Identity assertion keys: configured, or generated now when a route signs (config.warnings says so).
+  const signingKeys = createSigningKeys(config)
+  if (signingKeys !== undefined) registerJwks(app, signingKeys)
+  // One Redis connection for every store set to redis (session bindings; rate limits take the same client).
+  const redis = config.redis === undefined ? undefined : createRedis(config.redis, logger)
+  const sessions = createSessionBinder(config.sessions, redis, logger)
+  // Client address (trustProxy), stream bounds and rate limits, shared by every route.
+  const edge = registerEdge(app, config, redis)
+  for (const route of config.routes) registerMcpRoute(app, { route, authenticator, publicUrl: config.publicUrl, signingKeys, sessions, ...edge })
 
   let closing: Promise<void> | undefined
   return {
     app,
     authenticator,
     logger,
+    redis,
     flushLogs: loggers.flush,
     async listen () {
       for (const w of config.warnings) logger.warn({ warning: w }, 'risky configuration')
       authenticator.start()
+      if (redis !== undefined) startRedis(redis)
       await app.listen({ host: config.listen.host, port: config.listen.port })
       const addr = app.server.address()
       const port = typeof addr === 'object' && addr !== null ? addr.port : config.listen.port
@@ -121,6 +145,8 @@ export function createGateway (config: GatewayConfig, opts: GatewayOptions = {})
         app.server.closeIdleConnections()
         await app.close()
         clearTimeout(timer)
+        sessions.close()
+        if (redis !== undefined) await stopRedis(redis)
         loggers.close()
       })()
       return closing

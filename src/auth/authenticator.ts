@@ -8,7 +8,7 @@
 import { decodeJwt, type JWTPayload } from 'jose'
 import { InvalidTokenError } from '../errors.js'
 import type { GatewayConfig, IssuerConfig, RouteConfig } from '../config/types.js'
-import { IssuerVerifier, type VerifierLogger, type VerifierOptions } from './jwt.js'
+import { IssuerVerifier, type KeyOutageStats, type VerifierLogger, type VerifierOptions } from './jwt.js'
 import { Introspector } from './introspection.js'
 import { audienceMatches, compileIssuerRules, type IssuerRules } from './profiles.js'
 import type { Principal } from './principal.js'
@@ -96,6 +96,16 @@ export class Authenticator {
     let size = 0
     for (const c of this.#caches) { hits += c.hits; misses += c.misses; size += c.size }
     return { hits, misses, size }
+  }
+
+  /** JWKS outages after startup, over all issuers: failed fetches, and tokens refused because their key could not be had. */
+  get keyOutageStats (): KeyOutageStats {
+    const out: KeyOutageStats = { jwksFetchFailures: 0, unknownKeyDuringOutage: 0 }
+    for (const v of this.verifiers.values()) {
+      out.jwksFetchFailures += v.outageStats.jwksFetchFailures
+      out.unknownKeyDuringOutage += v.outageStats.unknownKeyDuringOutage
+    }
+    return out
   }
 
   whenReady (): Promise<void> {

@@ -4,7 +4,7 @@
  * the issuer's shared secret for an HS* issuer, and `jwtVerify` with every
  * constraint explicit. jose does all JWT/JWK work.
  */
-import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify, errors as joseErrors, type JWTPayload, type JWTVerifyGetKey, type JWTHeaderParameters, type FlattenedJWSInput, type CryptoKey } from 'jose'
+import { createLocalJWKSet, createRemoteJWKSet, decodeProtectedHeader, jwtVerify, errors as joseErrors, type JWTPayload, type JWTVerifyGetKey, type JWTHeaderParameters, type FlattenedJWSInput, type CryptoKey } from 'jose'
 import { InvalidTokenError, TemporarilyUnavailableError, type InvalidTokenReason } from '../errors.js'
 import type { IssuerConfig } from '../config/types.js'
 import * as D from '../config/defaults.js'
@@ -42,6 +42,16 @@ export interface VerifierOptions {
   readonly metadataTimeoutMs?: number
   readonly retryInitialMs?: number
   readonly retryMaxMs?: number
+  /** How long the keys fetched before a JWKS outage keep verifying tokens once it began. */
+  readonly jwksMaxStaleMs?: number
+}
+
+/** Key-source outage counters of one issuer (for metrics). */
+export interface KeyOutageStats {
+  /** JWKS fetches that failed after startup (at most one attempt per cooldown while the outage lasts). */
+  jwksFetchFailures: number
+  /** Tokens refused (401) because their key was not in the last key set fetched while the JWKS was unreachable. */
+  unknownKeyDuringOutage: number
 }
 
 export class IssuerVerifier {
@@ -60,6 +70,15 @@ export class IssuerVerifier {
   readonly #secret: Uint8Array | undefined
   /** Accepted algs, never mixing families (key confusion, RFC 8725 §3.1): an empty list refuses every token. */
   readonly #algorithms: string[]
+  /** The last key set fetched, while the JWKS cannot be fetched (stale-if-error); undefined when the source is up. */
+  #stale: ReturnType<typeof createLocalJWKSet> | undefined
+  /** While the source is down, no new fetch is tried before this time (one attempt per cooldown, not one per request). */
+  #retryKeysAtMs = 0
+  #downSinceMs = 0
+  /** Concurrent callers share one failed fetch (jose single-flights reloads): it is counted and logged once. */
+  #lastFetchError: unknown
+  /** Outage counters; read by {@link Authenticator.keyOutageStats}. */
+  readonly outageStats: KeyOutageStats = { jwksFetchFailures: 0, unknownKeyDuringOutage: 0 }
 
   constructor (config: IssuerConfig, log: VerifierLogger, opts: VerifierOptions = {}) {
     this.config = config
@@ -70,7 +89,8 @@ export class IssuerVerifier {
       jwksMaxAgeMs: opts.jwksMaxAgeMs ?? D.DEFAULT_JWKS_MAX_AGE_MS,
       metadataTimeoutMs: opts.metadataTimeoutMs ?? D.DEFAULT_METADATA_TIMEOUT_MS,
       retryInitialMs: opts.retryInitialMs ?? D.DISCOVERY_RETRY_INITIAL_MS,
-      retryMaxMs: opts.retryMaxMs ?? D.DISCOVERY_RETRY_MAX_MS
+      retryMaxMs: opts.retryMaxMs ?? D.DISCOVERY_RETRY_MAX_MS,
+      jwksMaxStaleMs: opts.jwksMaxStaleMs ?? D.JWKS_MAX_STALE_MS
     }
     this.#ready = new Promise((resolve) => { this.#resolveReady = resolve })
     this.#secret = config.sharedSecret
@@ -146,14 +166,67 @@ export class IssuerVerifier {
     this.#jwksUri = jwksUri
     this.#remote = remote
     this.#getKey = async (header: JWTHeaderParameters, token: FlattenedJWSInput): Promise<CryptoKey> => {
+      // Known outage: no request waits on a fetch that just failed; the keys fetched before still verify.
+      if (this.#stale !== undefined && Date.now() < this.#retryKeysAtMs) return await this.#staleKey(header, token)
       try {
-        return await remote(header, token)
+        const key = await remote(header, token)
+        this.#stale = undefined
+        return key
       } catch (err) {
         // Key-matching failures are the token's fault; anything else (network, non-200, bad JSON) is an outage.
         if (err instanceof joseErrors.JWKSNoMatchingKey || err instanceof joseErrors.JWKSMultipleMatchingKeys || err instanceof joseErrors.JOSENotSupported || err instanceof joseErrors.JWKInvalid) throw err
-        throw new KeySourceUnavailable(describe(err), { cause: err })
+        this.#keySourceDown(err)
+        return await this.#staleKey(header, token)
       }
     }
+  }
+
+  /**
+   * The JWKS could not be fetched after startup (jose keeps the last set it
+   * fetched). Keys already known keep working (stale-if-error) until the source
+   * is back, for at most `jwksMaxStaleMs`; a new fetch is tried once per cooldown.
+   */
+  #keySourceDown (err: unknown): void {
+    const now = Date.now()
+    const alreadyCounted = err === this.#lastFetchError
+    this.#lastFetchError = err
+    if (this.#stale === undefined) {
+      const last = this.#remote?.jwks()
+      if (last === undefined) throw new KeySourceUnavailable(describe(err), { cause: err })
+      this.#stale = createLocalJWKSet(last)
+      this.#downSinceMs = now
+    }
+    this.#retryKeysAtMs = now + this.#opts.jwksCooldownMs
+    if (alreadyCounted) return
+    this.outageStats.jwksFetchFailures++
+    this.#log.warn({ issuer: this.config.issuer, reason: describe(err), downForMs: now - this.#downSinceMs, retryInMs: this.#opts.jwksCooldownMs }, 'JWKS unreachable; verifying with the keys fetched before')
+  }
+
+  /**
+   * A key from the last set fetched. A token whose key is not in it cannot be
+   * verified while the source is down: 401 `unknown_key` (as for any unknown key;
+   * a 503 would let anyone turn random kids into server errors), counted and logged.
+   */
+  async #staleKey (header: JWTHeaderParameters, token: FlattenedJWSInput): Promise<CryptoKey> {
+    const stale = this.#stale!
+    if (Date.now() - this.#downSinceMs > this.#opts.jwksMaxStaleMs) throw new KeySourceUnavailable('the keys fetched before the outage are too old')
+    try {
+      return await stale(header, token)
+    } catch (err) {
+      if (err instanceof joseErrors.JWKSNoMatchingKey) this.#unverifiable(header.kid)
+      throw err
+    }
+  }
+
+  #unverifiable (kid: unknown): void {
+    this.outageStats.unknownKeyDuringOutage++
+    // The kid is the client's text: logged as a bounded string, never the token.
+    this.#log.warn({ issuer: this.config.issuer, kid: typeof kid === 'string' ? kid.slice(0, 64) : null }, 'token key not in the last key set fetched while the JWKS is unreachable; refused')
+  }
+
+  /** True while the key source is known to be down and no new fetch is due. */
+  #keysDown (): boolean {
+    return this.#stale !== undefined && Date.now() < this.#retryKeysAtMs
   }
 
   /**
@@ -185,8 +258,9 @@ export class IssuerVerifier {
     if (!this.config.requireIssuer && iss !== undefined && iss !== this.config.issuer) {
       throw new InvalidTokenError('wrong_issuer', { detail: 'iss is not this issuer' })
     }
-    const typ = result.protectedHeader.typ
-    if (typ !== undefined && !ACCEPTED_TYP.has(typ.toLowerCase())) {
+    // jose does not check the type of typ: a non-string one (typ: {}) is the token's fault, not a TypeError.
+    const typ: unknown = result.protectedHeader.typ
+    if (typ !== undefined && (typeof typ !== 'string' || !ACCEPTED_TYP.has(typ.toLowerCase()))) {
       throw new InvalidTokenError('wrong_type', { detail: `header typ ${JSON.stringify(typ)} is not an access-token type` })
     }
     // jose checks iat only together with maxTokenAge; a token from the future is still refused (RFC 7519 §4.1.6).
@@ -206,11 +280,19 @@ export class IssuerVerifier {
   async #retryKidless (token: string, err: unknown, options: Parameters<typeof jwtVerify>[2]): Promise<{ payload: JWTPayload, protectedHeader: JWTHeaderParameters }> {
     if (err instanceof joseErrors.JWKSMultipleMatchingKeys) return await this.#verifyWithEachKey(token, err, options)
     const remote = this.#remote
+    if (err instanceof joseErrors.JWSSignatureVerificationFailed && remote !== undefined && this.#keysDown() && !hasKid(token)) {
+      this.#unverifiable(undefined)
+      throw mapVerifyError(err)
+    }
     if (err instanceof joseErrors.JWSSignatureVerificationFailed && remote !== undefined && !remote.coolingDown && this.#getKey !== undefined && !hasKid(token)) {
       try {
         await remote.reload()
+        this.#stale = undefined
       } catch (reloadErr) {
-        throw new TemporarilyUnavailableError(D.UNAVAILABLE_RETRY_AFTER_SECONDS, { detail: `keys unavailable: ${describe(reloadErr)}` })
+        // No newer keys can be had: the signature failed against every key known, as during any outage.
+        this.#keySourceDown(reloadErr)
+        this.#unverifiable(undefined)
+        throw mapVerifyError(err)
       }
       try {
         return await jwtVerify(token, this.#getKey, options)

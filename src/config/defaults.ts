@@ -26,6 +26,12 @@ export const DEFAULT_JWKS_TIMEOUT_MS = 5_000
 export const DEFAULT_JWKS_COOLDOWN_MS = 30_000
 /** jose remote JWKS: a key set older than this is refetched before use. */
 export const DEFAULT_JWKS_MAX_AGE_MS = 600_000
+/**
+ * JWKS unreachable after startup: the keys fetched before keep verifying tokens
+ * (stale-if-error) for at most this long from the first failed fetch; then 503.
+ * Bounded so keys the AS has since withdrawn do not stay trusted forever.
+ */
+export const JWKS_MAX_STALE_MS = 24 * 60 * 60 * 1000
 
 /** AS metadata fetch: per-attempt timeout and the largest document accepted. */
 export const DEFAULT_METADATA_TIMEOUT_MS = 5_000
@@ -119,7 +125,107 @@ export const SCOPES_NOT_ADVERTISED = ['offline_access'] as const
 export const MAX_TOOLS_LIST_RESPONSE_BYTES = 8 * 1024 * 1024
 /** Required-scope lists memoised per (method, name) on a policy route; bounded so hostile names cannot grow it. */
 export const POLICY_MEMO_MAX_ENTRIES = 1024
+/**
+ * Deepest nesting of arrays and objects in a policy route's JSON-RPC body (levels). Deeper is a 400:
+ * the body is re-serialised, and JSON.stringify recurses (a few thousand levels overflow the stack).
+ */
+export const MAX_JSON_RPC_DEPTH = 256
 /** Largest RFC 7662 response read; real ones are well under 4 KiB. */
 export const MAX_INTROSPECTION_RESPONSE_BYTES = 64 * 1024
 /** Inactive introspection results remembered at most (entries are token hashes, so size is bounded whatever the token). */
 export const INTROSPECTION_NEGATIVE_CACHE_MAX_ENTRIES = 10_000
+
+/** Largest request head (request line and headers, bytes): over it 431. Node's own default; leaves room for an 8 KiB token. */
+export const DEFAULT_MAX_HEADER_BYTES = 16 * 1024
+/** The request line and headers must arrive within this long, or 408 and the socket is closed (slowloris). */
+export const DEFAULT_HEADERS_TIMEOUT_SECONDS = 10
+/** The whole request (headers and body, not the response) must arrive within this long, or 408. A 4 MiB body at 100 KiB/s fits. */
+export const DEFAULT_REQUEST_TIMEOUT_SECONDS = 60
+/** How often Node checks sockets against the header and request timeouts (Node's default is 30 s, which would stretch a 10 s bound to 40 s). */
+export const CONNECTIONS_CHECK_INTERVAL_MS = 1_000
+/** Open SSE streams (GET streams, legacy /sse) across all callers; more get 503. Each holds a client socket and an upstream connection. */
+export const DEFAULT_MAX_STREAMS = 10_000
+/** Open SSE streams per caller (issuer and subject); more get 429. A client needs one per session. */
+export const DEFAULT_MAX_STREAMS_PER_PRINCIPAL = 100
+/** `Retry-After` on 429/503 for too many streams: streams end when clients leave. */
+export const STREAM_LIMIT_RETRY_AFTER_SECONDS = 5
+
+/** rateLimits.store when not set. */
+export const DEFAULT_RATE_LIMIT_STORE = 'memory'
+/** rateLimits.onStoreError when not set: refuse requests (503) while the store cannot be reached. */
+export const DEFAULT_RATE_LIMIT_ON_STORE_ERROR = 'deny'
+/** rateLimits.perPrincipal.key when not set. */
+export const DEFAULT_RATE_LIMIT_PRINCIPAL_KEY = 'subject'
+/** Keys (IPs, callers, caller+tool) the memory store tracks; least recently used are dropped first. */
+export const RATE_LIMIT_MEMORY_MAX_KEYS = 50_000
+/** Prefix of every rate-limit key in Redis, after redis.keyPrefix (so `mcp-gw:rl:` by default). */
+export const RATE_LIMIT_REDIS_PREFIX = 'rl:'
+/** Keys longer than this (long subjects, tool names) are replaced by their SHA-256 in the store. */
+export const RATE_LIMIT_MAX_KEY_CHARS = 200
+/** With onStoreError allow, a failing store is logged at most once per this long. */
+export const RATE_LIMIT_STORE_ERROR_LOG_INTERVAL_MS = 10_000
+
+/** Signed identity assertion (routes[].identityAssertion): JWS algorithm when `signingAlgorithm` is not set. */
+export const DEFAULT_SIGNING_ALGORITHM = 'ES256'
+/** Algorithms the gateway signs assertions with; each needs its own key type (EC curve, RSA ≥ 2048 bits, Ed25519). */
+export const SIGNING_ALGORITHMS = ['ES256', 'ES384', 'ES512', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'EdDSA'] as const
+/** Smallest RSA signing key accepted (bits; RFC 7518 §3.3). */
+export const MIN_RSA_SIGNING_KEY_BITS = 2048
+/** Assertion lifetime when `ttlSeconds` is not set. */
+export const DEFAULT_ASSERTION_TTL_SECONDS = 30
+/** Longest assertion lifetime allowed: the assertion is a bearer credential for the upstream. */
+export const MAX_ASSERTION_TTL_SECONDS = 60
+/** Header carrying the assertion upstream; always stripped from client requests. */
+export const DEFAULT_ASSERTION_HEADER = 'X-Gateway-Assertion'
+/** JWS `typ` of the assertion (RFC 8725 §3.11 explicit typing): upstreams check it so no other JWT passes as one. */
+export const ASSERTION_JWT_TYPE = 'mcp-gateway-assertion+jwt'
+/**
+ * With `reuse` on, one signed assertion serves a principal's requests on a route for at most this
+ * fraction of its lifetime, so it always reaches the upstream with at least the rest still valid.
+ */
+export const ASSERTION_REUSE_FRACTION = 0.5
+/** /.well-known/jwks.json `Cache-Control: max-age`: publish a new key at least this long before it signs. */
+export const JWKS_MAX_AGE_SECONDS = 300
+
+/** Upstream credentials (routes[].upstreamAuth): header that carries the credential when `name` is not set. */
+export const DEFAULT_UPSTREAM_AUTH_HEADER = 'Authorization'
+/** Token endpoint client authentication when `authMethod` is not set (RFC 6749 §2.3.1). */
+export const DEFAULT_UPSTREAM_AUTH_METHOD = 'client_secret_basic'
+/** Per-call timeout of token endpoint requests (client credentials, token exchange). */
+export const DEFAULT_UPSTREAM_AUTH_TIMEOUT_SECONDS = 5
+/** A fetched upstream token is replaced this long before it expires (or at half its lifetime when that is shorter). */
+export const UPSTREAM_TOKEN_REFRESH_MARGIN_SECONDS = 30
+/** Lifetime assumed when a token response has no `expires_in` and the token is no JWT with `exp` (RFC 6749 §5.1 leaves it to the AS). */
+export const UPSTREAM_TOKEN_DEFAULT_LIFETIME_SECONDS = 300
+/** After a failed token request, requests fail fast (503) this long instead of each calling the AS again. */
+export const UPSTREAM_TOKEN_FAILURE_COOLDOWN_MS = 1_000
+/** Largest token endpoint response read (bytes). */
+export const MAX_TOKEN_RESPONSE_BYTES = 64 * 1024
+/** Exchanged tokens remembered per route (entries, one per caller token), least recently used evicted first. */
+export const TOKEN_EXCHANGE_CACHE_MAX_ENTRIES = 10_000
+/** A caller token the AS refused to exchange is refused without a new call for this long. */
+export const TOKEN_EXCHANGE_NEGATIVE_TTL_MS = 10_000
+
+/** Session binding (sessions:): where bindings live when `store` is not set. */
+export const DEFAULT_SESSION_STORE = 'memory'
+/** A binding unused this long is forgotten (refreshed by every request and while a stream of the session is open). */
+export const DEFAULT_SESSION_IDLE_TTL_SECONDS = 3600
+/** Longest configurable idle TTL: a week. */
+export const MAX_SESSION_IDLE_TTL_SECONDS = 7 * 86_400
+/** What a request whose session check needs an unreachable store gets when `onStoreError` is not set: 503. */
+export const DEFAULT_SESSION_ON_STORE_ERROR = 'deny'
+/** Bindings the memory store holds at most (entries, ~300 bytes each); the least recently used is evicted first. */
+export const SESSION_MEMORY_MAX_ENTRIES = 100_000
+/** `Retry-After` of the 503 answered while the session store is unreachable. */
+export const SESSION_STORE_RETRY_AFTER_SECONDS = 5
+/** Session store failures and evictions are logged at most once per this interval (each request still gets its request line). */
+export const SESSION_STORE_WARN_INTERVAL_MS = 10_000
+
+/** Redis (redis:): prefix of every key the gateway writes, so one Redis can serve several gateways or applications. */
+export const DEFAULT_REDIS_KEY_PREFIX = 'mcp-gw:'
+/** Redis: how long a (re)connection attempt may take. */
+export const DEFAULT_REDIS_CONNECT_TIMEOUT_SECONDS = 5
+/** Redis: how long a command may wait for its reply; then the request fails with the configured fail mode. */
+export const DEFAULT_REDIS_COMMAND_TIMEOUT_SECONDS = 1
+/** Redis reconnect backoff: 100 ms per attempt, capped here, forever. */
+export const REDIS_RECONNECT_MAX_DELAY_MS = 2_000

@@ -13,7 +13,10 @@ import { ConfigError } from '../errors.js'
 import { configSchema, isLoopbackHost, type RawAuthorizationServer, type RawConfig, type RawSecretRef } from './schema.js'
 import { PROFILES } from './profiles.js'
 import * as D from './defaults.js'
+import { normaliseEdge, routeOrigins } from './edge.js'
+import { normaliseSessions } from './sessions.js'
 import type { AudienceRule, ClaimPath, GatewayConfig, IntrospectionConfig, IssuerConfig, PolicyConfig, RouteConfig } from './types.js'
+import { gatewayHeaderClashes, normaliseIdentityAssertion, normaliseSigning, normaliseUpstreamAuth, type IdentityContext } from './upstream-identity.js'
 
 export type Env = Readonly<Record<string, string | undefined>>
 
@@ -200,6 +203,7 @@ function formatIssues (issues: readonly z.core.$ZodIssue[], root?: unknown, pref
         const last = path[path.length - 1]
         const rule = last === 'mirrorAuthorizationServerMetadata'
           ? 'must be true, false or an issuer URL'
+          : last === 'trustProxy' ? 'must be false, true, a number of proxy hops or a list of CIDR ranges'
           : path.includes('requiredClaims') ? 'must be a string, a number or true/false' : 'must be a string or a list of strings'
         out.push(`${where}: got ${typeName(valueAt(root, path))}: ${rule}`)
         break
@@ -292,10 +296,13 @@ function normalise (raw: RawConfig, baseDir: string, env: Env): GatewayConfig {
   if (publicUrl.startsWith('http:') && !isLoopbackHost(new URL(publicUrl).hostname)) {
     warnings.push(`publicUrl is plain http on a non-loopback host: MCP clients expect https (terminate TLS here with listen.tls or in front of the gateway)`)
   }
+  const edge = normaliseEdge(raw, publicUrl, warnings, problems)
+  const sessions = normaliseSessions(raw, warnings, problems, (ref, where) => resolveSecret(ref, where, { baseDir, env, warnings, problems }))
 
   const authorizationServers: IssuerConfig[] = raw.authorizationServers.map((as, i) =>
     normaliseIssuer(as, `authorizationServers[${i}]`, { baseDir, env, warnings, problems }))
   const byIssuer = new Map(authorizationServers.map((a) => [a.issuer, a]))
+  const idCtx: IdentityContext = { baseDir, warnings, problems, resolveSecret: (ref, where) => resolveSecret(ref, where, { baseDir, env, warnings, problems }) }
 
   const routes: RouteConfig[] = raw.routes.map((r, i) => {
     const up = new URL(r.upstream)
@@ -317,6 +324,9 @@ function normalise (raw: RawConfig, baseDir: string, env: Env): GatewayConfig {
       policy: r.policy === undefined ? undefined : normalisePolicy(r.policy),
       identityHeaders,
       claimHeaders,
+      identityAssertion: normaliseIdentityAssertion(r.identityAssertion, up.origin),
+      upstreamAuth: normaliseUpstreamAuth(r.upstreamAuth, `routes[${i}].upstreamAuth`, idCtx),
+      allowedOrigins: routeOrigins(r.allowedOrigins, edge.allowedOrigins, `routes[${i}]`, warnings),
       timeouts: Object.freeze({
         connectMs: (r.timeouts?.connectSeconds ?? D.DEFAULT_UPSTREAM_CONNECT_TIMEOUT_SECONDS) * 1000,
         headersMs: (r.timeouts?.headersSeconds ?? D.DEFAULT_UPSTREAM_HEADERS_TIMEOUT_SECONDS) * 1000,
@@ -337,7 +347,9 @@ function normalise (raw: RawConfig, baseDir: string, env: Env): GatewayConfig {
     if (claims.some((h) => identity.includes(h))) {
       problems.push(`routes[${i}].claims: a claim header has the name of an identity header: identity and claim header names must be distinct`)
     }
+    problems.push(...gatewayHeaderClashes(r, identity, claims, i))
   })
+  const signing = normaliseSigning(raw, routes, idCtx)
 
   let tls: GatewayConfig['listen']['tls']
   if (raw.listen?.tls !== undefined) {
@@ -381,12 +393,18 @@ function normalise (raw: RawConfig, baseDir: string, env: Env): GatewayConfig {
     routes: Object.freeze(routes),
     limits: Object.freeze({
       maxBodyBytes: raw.limits?.maxBodyBytes ?? D.DEFAULT_MAX_BODY_BYTES,
-      maxTokenBytes: raw.limits?.maxTokenBytes ?? D.DEFAULT_MAX_TOKEN_BYTES
+      maxTokenBytes: raw.limits?.maxTokenBytes ?? D.DEFAULT_MAX_TOKEN_BYTES,
+      ...edge.limits
     }),
+    trustProxy: edge.trustProxy,
+    rateLimits: edge.rateLimits,
+    sessions: sessions.sessions,
+    redis: sessions.redis,
     tokenCache: Object.freeze({ maxEntries: raw.tokenCache?.maxEntries ?? D.DEFAULT_TOKEN_CACHE_MAX_ENTRIES }),
     mirrorAuthorizationServerMetadata: mirrorIssuer,
     logLevel: raw.logLevel ?? D.DEFAULT_LOG_LEVEL,
     shutdownTimeoutMs: (raw.shutdownTimeoutSeconds ?? D.DEFAULT_SHUTDOWN_TIMEOUT_SECONDS) * 1000,
+    signing,
     warnings: Object.freeze(warnings)
   })
 }

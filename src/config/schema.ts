@@ -7,8 +7,11 @@
  * form `what is wrong: the rule`; load.ts prefixes the path.
  */
 import { z } from 'zod'
-import { SUPPORTED_ALGORITHMS, SYMMETRIC_ALGORITHMS, MAX_CLOCK_TOLERANCE_SECONDS } from './defaults.js'
+import { SUPPORTED_ALGORITHMS, SYMMETRIC_ALGORITHMS, MAX_CLOCK_TOLERANCE_SECONDS, SIGNING_ALGORITHMS, MAX_ASSERTION_TTL_SECONDS } from './defaults.js'
 import { PROFILE_NAMES } from './profiles.js'
+import { normaliseOrigin } from '../policy/origin.js'
+import { checkTrustedRange } from '../proxy/client-ip.js'
+import { MAX_SESSION_IDLE_TTL_SECONDS } from './defaults.js'
 
 const LOOPBACK_HOSTS = new Set(['localhost', '[::1]', '::1'])
 
@@ -121,13 +124,29 @@ const RESERVED_HEADERS = new Set([
   'authorization', 'proxy-authorization', 'host', 'content-length', 'content-type', 'transfer-encoding', 'connection',
   'keep-alive', 'upgrade', 'te', 'trailer', 'cookie', 'accept', 'mcp-session-id', 'mcp-protocol-version', 'last-event-id',
   // Set by the gateway itself on every forwarded request.
-  'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'forwarded', 'x-real-ip'
+  'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'forwarded', 'x-real-ip',
+  // The signed identity assertion's default header (routes[].identityAssertion).
+  'x-gateway-assertion'
 ])
 const headerName = z.string().superRefine((value, ctx) => {
   if (!HEADER_NAME_RE.test(value)) {
     ctx.addIssue({ code: 'custom', message: 'not a valid header name: must be an HTTP token (letters, digits and !#$%&\'*+.^_`|~-)' })
   } else if (RESERVED_HEADERS.has(value.toLowerCase()) || value.toLowerCase().startsWith('mcp-')) {
     ctx.addIssue({ code: 'custom', message: `reserved header ${JSON.stringify(value)}: identity headers must not replace HTTP, credential, forwarding or MCP protocol headers` })
+  }
+})
+
+/**
+ * A header the gateway sets for the upstream (assertion, upstream credential):
+ * reserved names are refused like identity headers, except `allowed`, the one
+ * name that header exists to carry (X-Gateway-Assertion, Authorization).
+ */
+const gatewaySetHeaderName = (allowed: string, what: string): z.ZodString => z.string().superRefine((value, ctx) => {
+  const lower = value.toLowerCase()
+  if (!HEADER_NAME_RE.test(value)) {
+    ctx.addIssue({ code: 'custom', message: 'not a valid header name: must be an HTTP token (letters, digits and !#$%&\'*+.^_`|~-)' })
+  } else if (lower !== allowed && (RESERVED_HEADERS.has(lower) || lower.startsWith('mcp-'))) {
+    ctx.addIssue({ code: 'custom', message: `reserved header ${JSON.stringify(value)}: the ${what} must not replace HTTP, credential, forwarding or MCP protocol headers` })
   }
 })
 
@@ -250,6 +269,112 @@ const identityHeadersSchema = z.strictObject({
   roles: headerName.optional()
 })
 
+/** Signed identity assertion for the upstream (src/identity/assertion.ts). Presence enables it. */
+const identityAssertionSchema = z.strictObject({
+  /** `aud` of the assertion. Default: the upstream origin. */
+  audience: z.string().min(1, { message: 'empty audience: give the value the upstream expects in aud, or omit the key' }).optional(),
+  /** Lifetime in seconds. Default 30, at most 60. */
+  ttlSeconds: z.number().int({ message: 'not an integer: must be a whole number of seconds' }).positive({ message: 'not positive: must be a number of seconds greater than 0' }).max(MAX_ASSERTION_TTL_SECONDS, { message: `too large: must be at most ${MAX_ASSERTION_TTL_SECONDS} seconds` }).optional(),
+  /** Header carrying it. Default X-Gateway-Assertion. */
+  header: gatewaySetHeaderName('x-gateway-assertion', 'assertion header').optional(),
+  /** Reuse one signed assertion per caller and route for up to half its lifetime (default true); false signs a fresh one (new jti) for every request. */
+  reuse: z.boolean().optional()
+})
+
+const UPSTREAM_AUTH_TYPES = ['none', 'header', 'clientCredentials', 'tokenExchange'] as const
+/** The keys each upstreamAuth type accepts besides `type`. */
+const UPSTREAM_AUTH_KEYS: Readonly<Record<(typeof UPSTREAM_AUTH_TYPES)[number], readonly string[]>> = {
+  none: [],
+  header: ['name', 'value'],
+  clientCredentials: ['name', 'tokenEndpoint', 'clientId', 'clientSecret', 'authMethod', 'scope', 'resource', 'audience', 'timeoutSeconds'],
+  tokenExchange: ['name', 'tokenEndpoint', 'clientId', 'clientSecret', 'authMethod', 'scope', 'resource', 'audience', 'timeoutSeconds']
+}
+const UPSTREAM_AUTH_REQUIRED: Readonly<Record<(typeof UPSTREAM_AUTH_TYPES)[number], readonly string[]>> = {
+  none: [],
+  header: ['value'],
+  clientCredentials: ['tokenEndpoint', 'clientId', 'clientSecret'],
+  tokenExchange: ['tokenEndpoint', 'clientId', 'clientSecret']
+}
+
+/** The credential the gateway sends upstream in place of the client's (src/proxy/upstream-auth.ts). */
+const upstreamAuthSchema = z.strictObject({
+  /** none (default), header (a static secret), clientCredentials (the gateway's own token), tokenExchange (RFC 8693, per caller). */
+  type: z.enum(UPSTREAM_AUTH_TYPES),
+  /** Header carrying the credential. Default Authorization. */
+  name: gatewaySetHeaderName('authorization', 'upstream credential header').optional(),
+  /** header: the whole header value, `{ fromEnv }` or `{ fromFile }`. */
+  value: secretRefSchema.optional(),
+  /** Token endpoint of the authorization server. */
+  tokenEndpoint: fetchedUrl.optional(),
+  /** The gateway's own client id there. */
+  clientId: z.string().min(1).optional(),
+  /** Its client secret: `{ fromEnv }` or `{ fromFile }`. */
+  clientSecret: secretRefSchema.optional(),
+  /** Client authentication (RFC 6749 §2.3.1). Default client_secret_basic. */
+  authMethod: z.enum(['client_secret_basic', 'client_secret_post']).optional(),
+  /** Scopes requested: a space-separated string or a list. */
+  scope: z.union([z.string().superRefine((v, ctx) => {
+    if (!v.split(' ').every((s) => SCOPE_RE.test(s))) ctx.addIssue({ code: 'custom', message: 'invalid scope: scopes are printable ASCII separated by single spaces, without quotes or backslashes (RFC 6749 §3.3)' })
+  }), z.array(scope).min(1, { message: 'empty list: list at least one scope or omit the key' })]).optional(),
+  /** RFC 8707 resource indicator requested. */
+  resource: resourceUrl.optional(),
+  /** `audience` parameter (RFC 8693 §2.1; some servers accept it for client credentials too). */
+  audience: z.string().min(1).optional(),
+  /** Per-call timeout. Default 5. */
+  timeoutSeconds: seconds(60).optional()
+}).superRefine((v, ctx) => {
+  const allowed = UPSTREAM_AUTH_KEYS[v.type]
+  for (const [key, value] of Object.entries(v)) {
+    if (key !== 'type' && value !== undefined && !allowed.includes(key)) {
+      ctx.addIssue({ code: 'custom', path: [key], message: `not used by type ${v.type}: ${allowed.length === 0 ? 'type none takes no other keys' : `type ${v.type} takes ${allowed.join(', ')}`}` })
+    }
+  }
+  for (const key of UPSTREAM_AUTH_REQUIRED[v.type]) {
+    if ((v as Record<string, unknown>)[key] === undefined) ctx.addIssue({ code: 'custom', path: [key], message: `missing: type ${v.type} needs ${key}` })
+  }
+})
+
+/** One allowed browser origin (scheme://host[:port]) or `*`; compared in serialised form (policy/origin.ts). */
+const allowedOrigin = z.string().superRefine((value, ctx) => {
+  const r = normaliseOrigin(value)
+  if ('problem' in r) ctx.addIssue({ code: 'custom', message: r.problem })
+})
+const allowedOriginList = z.array(allowedOrigin)
+
+/** `{ max, windowSeconds }`: at most `max` requests per window (fixed window, @fastify/rate-limit). */
+const rateWindow = {
+  /** Requests allowed per window. */
+  max: z.number().int({ message: 'not an integer: must be a whole number of requests' }).positive({ message: 'not positive: must be at least 1 request' }).max(1_000_000_000, { message: 'too large: must be at most 1000000000' }),
+  /** Window length. */
+  windowSeconds: seconds(86_400)
+}
+
+const rateLimitsSchema = z.strictObject({
+  /** memory (per gateway process, the default) or redis (shared by every replica; needs the top-level redis settings). */
+  store: z.enum(['memory', 'redis']).optional(),
+  /** When the store cannot be reached: deny (503 with Retry-After, the default: fail closed) or allow (requests pass unlimited). */
+  onStoreError: z.enum(['deny', 'allow']).optional(),
+  /** Per client IP (see trustProxy), checked before any token work. */
+  perIp: z.strictObject(rateWindow).optional(),
+  /** Per caller after authentication: issuer and subject, or issuer and client id. */
+  perPrincipal: z.strictObject({
+    /** subject (default) or clientId (tokens without a client id count by subject). */
+    key: z.enum(['subject', 'clientId']).optional(),
+    ...rateWindow
+  }).optional(),
+  /** Per caller and tool name (tools/call), on routes with a policy (the only ones that read bodies). */
+  perTool: z.strictObject(rateWindow).optional()
+})
+
+const trustProxySchema = z.union([
+  z.boolean(),
+  z.number().int({ message: 'not an integer: trustProxy as a number is the count of proxies in front of the gateway' }).min(1, { message: 'too small: give at least 1 hop, or false to trust no proxy' }).max(32, { message: 'too large: must be at most 32 hops' }),
+  z.array(z.string().superRefine((value, ctx) => {
+    const problem = checkTrustedRange(value)
+    if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem })
+  })).min(1, { message: 'empty list: list at least one proxy address or range, or use false' })
+])
+
 const routeSchema = z.strictObject({
   /** Public path prefix on the gateway, e.g. /mcp. */
   path: routePath,
@@ -267,6 +392,12 @@ const routeSchema = z.strictObject({
   identityHeaders: identityHeadersSchema.optional(),
   /** Extra headers sent upstream, each set from a token claim: `X-Forwarded-Email: email`. */
   claims: z.record(headerName, claimPath).optional(),
+  /** Sign a short-lived JWT naming the caller for every forwarded request (X-Gateway-Assertion). */
+  identityAssertion: identityAssertionSchema.optional(),
+  /** The credential sent upstream in place of the client's token (which is never forwarded). */
+  upstreamAuth: upstreamAuthSchema.optional(),
+  /** Browser origins allowed on this route, replacing the top-level allowedOrigins. */
+  allowedOrigins: allowedOriginList.optional(),
   /** Upstream timeouts. */
   timeouts: z.strictObject({
     connectSeconds: seconds(300).optional(),
@@ -284,16 +415,93 @@ const listenSchema = z.strictObject({
   }).optional()
 })
 
+/**
+ * The Redis URL: redis:// (or rediss:// for TLS), a host, an optional port and an
+ * optional database number as the path. Credentials never go in the URL, which is
+ * logged: they have their own keys, and the password is a secret reference.
+ */
+const redisUrl = z.string().superRefine((value, ctx) => {
+  const url = parseUrl(value)
+  if (url === undefined || (url.protocol !== 'redis:' && url.protocol !== 'rediss:')) {
+    ctx.addIssue({ code: 'custom', message: 'not a Redis URL: must be redis://host:port/db, or rediss://host:port/db for TLS' })
+    return
+  }
+  if (url.password !== '') {
+    ctx.addIssue({ code: 'custom', message: 'URL contains a password: give it with redis.password ({ fromEnv } or { fromFile }), never in the URL' })
+  } else if (url.username !== '') {
+    ctx.addIssue({ code: 'custom', message: 'URL contains a user name: give it with redis.username; credentials never go in the URL' })
+  }
+  if (url.hostname === '') {
+    ctx.addIssue({ code: 'custom', message: 'no host: must be redis://host:port/db' })
+  }
+  if (!/^\/?(\d{1,5})?$/.test(url.pathname)) {
+    ctx.addIssue({ code: 'custom', message: 'path is not a database number: the path may only be a database number, e.g. redis://host:6379/0' })
+  }
+  if (url.search !== '' || url.hash !== '' || value.includes('?') || value.includes('#')) {
+    ctx.addIssue({ code: 'custom', message: 'URL has a query or fragment: set connection options with the redis keys, not in the URL' })
+  }
+})
+
+/** The shared Redis connection (session/redis.ts); required when any store is redis. */
+const redisSchema = z.strictObject({
+  /** redis://host:port/db, or rediss:// for TLS. No credentials in it. */
+  url: redisUrl,
+  /** ACL user (Redis 6+). Default: the default user. */
+  username: z.string().min(1, { message: 'empty user name: give the ACL user or omit the key' }).optional(),
+  /** The password: `{ fromEnv }` or `{ fromFile }`. */
+  password: secretRefSchema.optional(),
+  /** Prefix of every key the gateway writes. Default mcp-gw: */
+  keyPrefix: z.string().max(128, { message: 'too long: a key prefix must be at most 128 characters' }).regex(/^[\x21-\x7E]*$/, { message: 'invalid key prefix: use printable ASCII without spaces' }).optional(),
+  /** How long a (re)connection attempt may take. Default 5. */
+  connectTimeoutSeconds: seconds(300).optional(),
+  /** How long a command may wait for its reply before the store counts as failed. Default 1. */
+  commandTimeoutSeconds: seconds(60).optional()
+})
+
+/** Session binding (session/binding.ts); always on. */
+const sessionsSchema = z.strictObject({
+  /** memory (per gateway process, the default) or redis (shared by every replica; needs the top-level redis settings). */
+  store: z.enum(['memory', 'redis']).optional(),
+  /** A binding unused this long is forgotten; requests and open streams of the session refresh it. Default 3600. */
+  idleTtlSeconds: seconds(MAX_SESSION_IDLE_TTL_SECONDS).optional(),
+  /** When the store cannot be reached: deny (503 with Retry-After, the default: fail closed) or allow (forwarded unchecked). */
+  onStoreError: z.enum(['deny', 'allow']).optional()
+})
+
 /** The whole configuration file. */
 export const configSchema = z.strictObject({
   listen: listenSchema.optional(),
   publicUrl,
+  /**
+   * Browser origins allowed to call the MCP routes (CORS). A request whose Origin is not
+   * listed gets 403; requests without Origin (non-browser clients) are not affected.
+   * Default: publicUrl only. `*` allows every origin (a startup warning says so).
+   */
+  allowedOrigins: allowedOriginList.optional(),
+  /** Which proxies in front of the gateway are trusted to report the client address in X-Forwarded-For: false (default), true, a hop count, or CIDR ranges. */
+  trustProxy: trustProxySchema.optional(),
+  /** Request rate limits on the MCP routes (none by default). */
+  rateLimits: rateLimitsSchema.optional(),
+  /** Session binding: a session id is honoured only for the identity it was created for. */
+  sessions: sessionsSchema.optional(),
+  /** The Redis connection shared by every store set to redis. */
+  redis: redisSchema.optional(),
   authorizationServers: z.array(authorizationServerSchema).min(1, { message: 'empty list: at least one authorization server is required' }),
   routes: z.array(routeSchema).min(1, { message: 'empty list: at least one route is required' }),
   /** Limits applied to every request. */
   limits: z.strictObject({
     maxBodyBytes: z.number().int().positive().max(256 * 1024 * 1024, { message: 'too large: must be at most 268435456 bytes' }).optional(),
-    maxTokenBytes: z.number().int().min(256, { message: 'too small: must be at least 256 bytes' }).max(16 * 1024, { message: 'too large: must be at most 16384 bytes' }).optional()
+    maxTokenBytes: z.number().int().min(256, { message: 'too small: must be at least 256 bytes' }).max(16 * 1024, { message: 'too large: must be at most 16384 bytes' }).optional(),
+    /** Largest request line plus headers (bytes); more gets 431. Default 16384. */
+    maxHeaderBytes: z.number().int().min(4096, { message: 'too small: must be at least 4096 bytes' }).max(1024 * 1024, { message: 'too large: must be at most 1048576 bytes' }).optional(),
+    /** Time allowed to receive the request headers; then 408 (slowloris). Default 10. */
+    headersTimeoutSeconds: seconds(3600).optional(),
+    /** Time allowed to receive the whole request, body included (not the response); then 408. Default 60. */
+    requestTimeoutSeconds: seconds(3600).optional(),
+    /** Open SSE streams in total; more get 503. Default 10000. */
+    maxStreams: z.number().int().positive({ message: 'not positive: must be at least 1 stream' }).max(10_000_000, { message: 'too large: must be at most 10000000 streams' }).optional(),
+    /** Open SSE streams per caller (issuer and subject); more get 429. Default 100. */
+    maxStreamsPerPrincipal: z.number().int().positive({ message: 'not positive: must be at least 1 stream' }).max(10_000_000, { message: 'too large: must be at most 10000000 streams' }).optional()
   }).optional(),
   /** Verified-token cache. */
   tokenCache: z.strictObject({
@@ -304,7 +512,16 @@ export const configSchema = z.strictObject({
   /** Log verbosity. */
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).optional(),
   /** Grace period for in-flight requests on SIGTERM/SIGINT. */
-  shutdownTimeoutSeconds: seconds(600).optional()
+  shutdownTimeoutSeconds: seconds(600).optional(),
+  /** Private keys for identity assertions: the first signs, all are published at /.well-known/jwks.json (rotation). */
+  signingKeys: z.array(z.strictObject({
+    /** A PEM private key (PKCS#8, SEC1 or PKCS#1) or a private JWK (JSON). Relative to the config file's directory. */
+    file: z.string().min(1, { message: 'empty path: give the path of the private key file' }),
+    /** Key id published in the JWKS and sent in the JWS header. Default: the JWK's kid, else its RFC 7638 thumbprint. */
+    kid: z.string().min(1, { message: 'empty kid: give a key id or omit the key' }).max(128, { message: 'too long: a kid must be at most 128 characters' }).optional()
+  })).min(1, { message: 'empty list: list at least one key or omit signingKeys' }).optional(),
+  /** JWS algorithm of identity assertions. Default ES256. Every signing key must fit it. */
+  signingAlgorithm: z.enum(SIGNING_ALGORITHMS, { message: `unsupported algorithm: must be one of ${SIGNING_ALGORITHMS.join(', ')}` }).optional()
 })
 
 export type RawConfig = z.infer<typeof configSchema>

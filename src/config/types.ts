@@ -3,6 +3,7 @@
  * Every default is already applied; every URL is already parsed and checked.
  * Core modules import these types only, never the loader.
  */
+import type { KeyObject } from 'node:crypto'
 
 /** Provider profiles: each sets claim mapping, audience rule, required claims and quirks (config/profiles.ts). */
 export type ProfileName = 'generic' | 'drupal' | 'keycloak' | 'auth0' | 'okta' | 'entra' | 'cognito'
@@ -106,6 +107,70 @@ export interface IdentityHeaderNames {
   readonly roles: string
 }
 
+/** A signed identity assertion for the upstream (routes[].identityAssertion). */
+export interface IdentityAssertionConfig {
+  /** `aud` claim: the configured value or the upstream origin. */
+  readonly audience: string
+  /** Lifetime (`exp` − `iat`), at most 60 s. */
+  readonly ttlSeconds: number
+  /** Header name, lowercased. */
+  readonly header: string
+  /** Reuse one signed assertion per principal for up to half its lifetime; false: a fresh one (new jti) per request. */
+  readonly reuse: boolean
+}
+
+/** OAuth client settings of the gateway at a token endpoint (client credentials, token exchange). */
+export interface UpstreamTokenClientConfig {
+  /** Header name, lowercased; the value is `Bearer <token>`. */
+  readonly header: string
+  readonly tokenEndpoint: string
+  readonly clientId: string
+  /** Resolved at load time. Never logged. */
+  readonly clientSecret: string
+  readonly authMethod: 'client_secret_basic' | 'client_secret_post'
+  /** Space-separated, or undefined to request none. */
+  readonly scope: string | undefined
+  readonly resource: string | undefined
+  readonly audience: string | undefined
+  readonly timeoutMs: number
+}
+
+/** The credential sent upstream in place of the client's token (routes[].upstreamAuth). */
+export type UpstreamAuthConfig =
+  | { readonly type: 'none' }
+  /** A static header: `header` lowercased, `value` resolved at load time and never logged. */
+  | { readonly type: 'header', readonly header: string, readonly value: string }
+  | ({ readonly type: 'clientCredentials' } & UpstreamTokenClientConfig)
+  | ({ readonly type: 'tokenExchange' } & UpstreamTokenClientConfig)
+
+/** A private key for identity assertions, parsed at load time. */
+export interface SigningKeyConfig {
+  /** `kid` in the JWKS and in the JWS header. */
+  readonly kid: string
+  /** Node KeyObject of type private. */
+  readonly privateKey: KeyObject
+}
+
+/** At most `max` requests per fixed window of `windowMs`. */
+export interface RateWindow {
+  readonly max: number
+  readonly windowMs: number
+}
+
+/** rateLimits: each limit is undefined when not configured. */
+export interface RateLimitsConfig {
+  /** memory: per process; redis: shared by every replica through the top-level redis connection. */
+  readonly store: 'memory' | 'redis'
+  /** deny: 503 while the store fails (fail closed); allow: requests pass unlimited. */
+  readonly onStoreError: 'deny' | 'allow'
+  /** Per client IP, before authentication. */
+  readonly perIp: RateWindow | undefined
+  /** Per issuer and subject (or client id), after authentication. */
+  readonly perPrincipal: (RateWindow & { readonly key: 'subject' | 'clientId' }) | undefined
+  /** Per caller and tools/call name, on policy routes. */
+  readonly perTool: RateWindow | undefined
+}
+
 /** One protected route. */
 export interface RouteConfig {
   /** Stable label used in logs: the configured path. */
@@ -129,6 +194,11 @@ export interface RouteConfig {
   readonly identityHeaders: IdentityHeaderNames
   /** Extra upstream headers: [header name, claim path split on dots]. */
   readonly claimHeaders: ReadonlyArray<readonly [string, readonly string[]]>
+  /** Signed identity assertion; undefined: none is sent. */
+  readonly identityAssertion: IdentityAssertionConfig | undefined
+  readonly upstreamAuth: UpstreamAuthConfig
+  /** Browser origins accepted on this route, serialised (policy/origin.ts); `*` accepts every origin; empty refuses every Origin. */
+  readonly allowedOrigins: readonly string[]
   readonly timeouts: {
     readonly connectMs: number
     readonly headersMs: number
@@ -143,6 +213,37 @@ export interface ListenConfig {
   readonly tls: { readonly cert: Buffer, readonly key: Buffer } | undefined
 }
 
+/** Session binding (sessions:): session ids recorded against the identity that created them (session/binding.ts). */
+export interface SessionsConfig {
+  /** memory: per process; redis: shared by every replica through the top-level redis connection. */
+  readonly store: 'memory' | 'redis'
+  /** A binding unused this long is forgotten; every use and every open stream of the session refreshes it. */
+  readonly idleTtlMs: number
+  /** deny: 503 while the store fails (fail closed); allow: such requests are forwarded unchecked. */
+  readonly onStoreError: 'deny' | 'allow'
+}
+
+/** The shared Redis connection (redis:), used by every store set to `redis` (session/redis.ts). */
+export interface RedisConfig {
+  /** The URL as configured; it never holds credentials, so it may be logged. */
+  readonly url: string
+  readonly host: string
+  readonly port: number
+  /** Database number from the URL path; 0 by default. */
+  readonly db: number
+  /** rediss://: TLS, verified against the system CAs (NODE_EXTRA_CA_CERTS adds more). */
+  readonly tls: boolean
+  /** ACL user (Redis 6+); undefined: the default user. */
+  readonly username: string | undefined
+  /** Resolved at load time. Never logged. */
+  readonly password: string | undefined
+  /** Prefix of every key the gateway writes. */
+  readonly keyPrefix: string
+  readonly connectTimeoutMs: number
+  /** A command without a reply within this is failed (then the store's fail mode applies). */
+  readonly commandTimeoutMs: number
+}
+
 /** The whole gateway configuration after validation. */
 export interface GatewayConfig {
   readonly listen: ListenConfig
@@ -150,12 +251,38 @@ export interface GatewayConfig {
   readonly publicUrl: string
   readonly authorizationServers: readonly IssuerConfig[]
   readonly routes: readonly RouteConfig[]
-  readonly limits: { readonly maxBodyBytes: number, readonly maxTokenBytes: number }
+  readonly limits: {
+    readonly maxBodyBytes: number
+    readonly maxTokenBytes: number
+    /** Request line plus headers; more gets 431 (Node maxHeaderSize). */
+    readonly maxHeaderBytes: number
+    /** Node headersTimeout: headers not received within it get 408. */
+    readonly headersTimeoutMs: number
+    /** Node requestTimeout: the whole request (not the response) not received within it gets 408. */
+    readonly requestTimeoutMs: number
+    /** Open SSE streams in total; more get 503. */
+    readonly maxStreams: number
+    /** Open SSE streams per issuer and subject; more get 429. */
+    readonly maxStreamsPerPrincipal: number
+  }
+  /** Which proxies may report the client address in X-Forwarded-For (proxy/client-ip.ts). */
+  readonly trustProxy: boolean | number | readonly string[]
+  /** Request rate limits; undefined when none is configured. */
+  readonly rateLimits: RateLimitsConfig | undefined
   readonly tokenCache: { readonly maxEntries: number }
   /** Issuer whose AS metadata is mirrored at the gateway's /.well-known/oauth-authorization-server and openid-configuration; undefined: off. */
   readonly mirrorAuthorizationServerMetadata: string | undefined
   readonly logLevel: string
   readonly shutdownTimeoutMs: number
+  /**
+   * Identity assertion signing: `keys` as configured (the first signs, all are published);
+   * empty when none are configured (the gateway then generates one at start if a route needs it).
+   */
+  readonly signing: { readonly algorithm: string, readonly keys: readonly SigningKeyConfig[] }
+  /** Session binding; always on. */
+  readonly sessions: SessionsConfig
+  /** Redis connection; undefined when no `redis` section is configured. */
+  readonly redis: RedisConfig | undefined
   /** Risky but accepted settings, printed once at startup. */
   readonly warnings: readonly string[]
 }

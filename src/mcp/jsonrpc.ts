@@ -5,6 +5,8 @@
  * imports fastify.
  */
 
+import { MAX_JSON_RPC_DEPTH } from '../config/defaults.js'
+
 export type JsonRpcId = string | number | null
 
 /** The `id` of a single JSON-RPC request body, or null (notifications, batches, non-JSON). */
@@ -113,7 +115,30 @@ export function kindOf (msg: JsonRpcMessage): JsonRpcMessageKind {
 }
 
 const PARSE_ERROR: JsonRpcBodyError = Object.freeze({ ok: false, code: JSONRPC_PARSE_ERROR, message: 'Parse error', id: null })
+const TOO_DEEP: JsonRpcBodyError = Object.freeze({ ok: false, code: JSONRPC_INVALID_REQUEST, message: `Invalid Request: nested deeper than ${MAX_JSON_RPC_DEPTH} levels`, id: null })
 const INVALID_REQUEST: JsonRpcBodyError = Object.freeze({ ok: false, code: JSONRPC_INVALID_REQUEST, message: 'Invalid Request', id: null })
+
+/**
+ * True when the JSON text nests arrays/objects deeper than `max`. One pass over the bytes,
+ * brackets inside strings skipped; no allocation. Only valid JSON matters: JSON.parse judges the rest.
+ */
+export function nestedDeeperThan (body: Buffer, max: number): boolean {
+  // Each level needs at least one byte: a shorter body cannot be too deep.
+  if (body.length <= max) return false
+  let depth = 0
+  let inString = false
+  for (let i = 0; i < body.length; i++) {
+    const c = body[i]!
+    if (inString) {
+      if (c === 0x5c) i++ // backslash: skip the escaped byte
+      else if (c === 0x22) inString = false
+    } else if (c === 0x22) inString = true
+    else if (c === 0x5b || c === 0x7b) {
+      if (++depth > max) return true
+    } else if (c === 0x5d || c === 0x7d) depth--
+  }
+  return false
+}
 
 function isId (v: unknown): v is string | number {
   return typeof v === 'string' || (typeof v === 'number' && Number.isFinite(v))
@@ -158,6 +183,8 @@ function checkMessage (v: unknown): JsonRpcBodyError | undefined {
  */
 export function parseJsonRpc (body: Buffer | undefined): JsonRpcBody | JsonRpcBodyError {
   if (body === undefined || body.length === 0) return PARSE_ERROR
+  // The body is re-serialised for the upstream; JSON.stringify recurses and would overflow the stack.
+  if (nestedDeeperThan(body, MAX_JSON_RPC_DEPTH)) return TOO_DEEP
   let value: unknown
   try {
     value = JSON.parse(body.toString('utf8'))

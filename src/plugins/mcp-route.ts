@@ -15,6 +15,9 @@ import { RouteChallenges } from '../metadata/challenge.js'
 import { checkPath, queryDecodable, splitUrl } from '../proxy/paths.js'
 import { compileRequestHeaders, identityRepresentable } from '../proxy/headers.js'
 import { createUpstream } from '../proxy/upstream.js'
+import { compileUpstreamExtras, createUpstreamCredential, UpstreamCredentialError } from '../proxy/upstream-auth.js'
+import { createAssertionIssuer } from '../identity/assertion.js'
+import type { SigningKeys } from '../identity/keys.js'
 import { forward, type StreamTransform, type TransformChooser } from '../proxy/forwarder.js'
 import { EndpointScanner, rewriteEndpoint } from '../mcp/sse.js'
 import {
@@ -26,7 +29,14 @@ import { compilePolicy, type CompiledPolicy } from '../policy/compile.js'
 import { allows, evaluate, evaluateNoBody, mayCallTool, type Decision } from '../policy/evaluate.js'
 import { MAX_SSE_ENDPOINT_SCAN_BYTES } from '../config/defaults.js'
 import { sendError, sendJsonRpcError } from './http-errors.js'
+import { applyRouteCors, compileRouteCors } from './origin.js'
+import type { RateLimits } from './rate-limit.js'
+import { openStream } from './stream-limit.js'
+import { compileClientAddress, type ClientAddressResolver } from '../proxy/client-ip.js'
+import type { StreamLimiter } from '../proxy/stream-limits.js'
 import { logRequest } from './request-log.js'
+import { sessionGate } from './session-gate.js'
+import type { SessionBinder, SessionExchange } from '../session/binding.js'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -40,27 +50,36 @@ declare module 'fastify' {
 /** Methods proxied on a route. OPTIONS is answered by the gateway (CORS preflight, never authenticated). */
 const PROXIED_METHODS = ['GET', 'HEAD', 'POST', 'DELETE', 'PUT', 'PATCH'] as const
 
-/** Headers a browser-based MCP client needs to send and to read (MCP transports; SDK CORS example). */
-const CORS_ALLOW_HEADERS = 'Authorization, Content-Type, Accept, Mcp-Session-Id, MCP-Protocol-Version, Last-Event-ID, Mcp-Method, Mcp-Name, Mcp-Param-*'
-const CORS_EXPOSE_HEADERS = 'WWW-Authenticate, Mcp-Session-Id, MCP-Protocol-Version'
-/** Added to proxied responses unless the upstream set its own. Bearer tokens, not cookies: `*` grants no ambient authority. */
-const CORS_RESPONSE_HEADERS = ['access-control-allow-origin', '*', 'access-control-expose-headers', CORS_EXPOSE_HEADERS] as const
+/** X-Forwarded-For when no trustProxy resolver is given: the socket address. */
+const SOCKET_ONLY = compileClientAddress(false)
 
 export interface McpRouteDeps {
   readonly route: RouteConfig
   readonly authenticator: Authenticator
   /** Origin clients use; sets X-Forwarded-Proto/-Host upstream. */
   readonly publicUrl: string
+  /** Identity assertion keys; required when the route has `identityAssertion`. */
+  readonly signingKeys?: SigningKeys | undefined
+  /** Client IP and X-Forwarded-For under trustProxy; default: the socket address only. */
+  readonly clientAddress?: ClientAddressResolver
+  /** Request rate limits; undefined: none configured. */
+  readonly rateLimits?: RateLimits | undefined
+  /** Concurrent SSE stream bounds, shared by every route; undefined: unbounded. */
+  readonly streams?: StreamLimiter
+  /** Session binding (session/binding.ts); undefined: session ids pass unchecked. */
+  readonly sessions?: SessionBinder | undefined
 }
 
-/** Error responses of a route are readable by browser clients (they need WWW-Authenticate). */
+/** Error responses of a route are readable by browser clients from allowed origins (they need WWW-Authenticate). */
 function sendRouteError (reply: FastifyReply, status: number, error: string, description: string): FastifyReply {
-  return sendError(reply.header('access-control-allow-origin', '*').header('access-control-expose-headers', CORS_EXPOSE_HEADERS), status, error, description)
+  applyRouteCors(reply.request, reply)
+  return sendError(reply, status, error, description)
 }
 
 /** {@link sendRouteError} with a JSON-RPC error body (policy routes). */
 function sendRouteJsonRpcError (reply: FastifyReply, status: number, body: string): FastifyReply {
-  return sendJsonRpcError(reply.header('access-control-allow-origin', '*').header('access-control-expose-headers', CORS_EXPOSE_HEADERS), status, body)
+  applyRouteCors(reply.request, reply)
+  return sendJsonRpcError(reply, status, body)
 }
 
 /** MCP POST bodies are `application/json` (any parameters; RFC 8259 §8.1: UTF-8). */
@@ -124,7 +143,15 @@ export function registerMcpRoute (app: FastifyInstance, deps: McpRouteDeps): voi
   const insufficientChallenge = challenges.insufficientScope(requiredScopes, 'The access token lacks a scope this route requires')
   const rewriteRequestHeaders = compileRequestHeaders(route, deps.publicUrl)
   const upstream = createUpstream(route)
-  const routeConfig = { gwRouteId: route.id, kind: 'mcp' }
+  // Assertion and upstream credential: undefined (no per-request work) when the route uses neither.
+  const credential = createUpstreamCredential(route.upstreamAuth, route.id, app.log)
+  if (route.identityAssertion !== undefined && deps.signingKeys === undefined) throw new Error(`route ${route.id}: identityAssertion needs signing keys`)
+  const extras = compileUpstreamExtras(route.identityAssertion === undefined ? undefined : createAssertionIssuer(route.identityAssertion, deps.signingKeys!, deps.publicUrl), credential)
+  const cors = compileRouteCors(route.allowedOrigins)
+  const limits = deps.rateLimits?.forRoute(route.id, cors)
+  const clientAddress = deps.clientAddress ?? SOCKET_ONLY
+  const streams = deps.streams
+  const routeConfig = { gwRouteId: route.id, kind: 'mcp', cors }
 
   const reject = (request: FastifyRequest, reply: FastifyReply, err: unknown): void => {
     if (err instanceof InvalidRequestError) {
@@ -161,6 +188,8 @@ export function registerMcpRoute (app: FastifyInstance, deps: McpRouteDeps): voi
   }
 
   const authenticate: onRequestHookHandler = (request, reply, done) => {
+    // A disallowed browser Origin is refused before any token work (MCP transports, 2025-11-25).
+    if (cors.refuse(request, reply)) return
     const { path, query } = splitUrl(request.url)
     const problem = checkPath(path) ?? (queryDecodable(query) ? undefined : 'bad_encoding')
     if (problem !== undefined) {
@@ -195,20 +224,14 @@ export function registerMcpRoute (app: FastifyInstance, deps: McpRouteDeps): voi
     }
   }
 
-  const preflight: RouteHandlerMethod = (_request, reply) => {
-    void reply
-      .code(204)
-      .header('access-control-allow-origin', '*')
-      .header('access-control-allow-methods', 'GET, POST, DELETE, OPTIONS')
-      .header('access-control-allow-headers', CORS_ALLOW_HEADERS)
-      .header('access-control-expose-headers', CORS_EXPOSE_HEADERS)
-      .header('access-control-max-age', '600')
-      .send()
-  }
-
-  const makeScanner = (): EndpointScanner => new EndpointScanner((data) => rewriteEndpoint(data, route.upstreamOrigin, route.upstreamPath, route.path), MAX_SSE_ENDPOINT_SCAN_BYTES)
+  /** The legacy endpoint rewriter; the rewritten URL's session id is bound to the caller (session/binding.ts). */
+  const makeScanner = (session: SessionExchange | null): EndpointScanner => new EndpointScanner((data) => {
+    const url = rewriteEndpoint(data, route.upstreamOrigin, route.upstreamPath, route.path)
+    if (url !== undefined) session?.endpoint(url)
+    return url
+  }, MAX_SSE_ENDPOINT_SCAN_BYTES)
   /** GET streams: the legacy endpoint event is rewritten (HTTP+SSE under a prefix). */
-  const endpointChooser: TransformChooser = (_status, _headers, sse) => sse ? makeScanner() : undefined
+  const endpointChooser = (session: SessionExchange | null): TransformChooser => (_status, _headers, sse) => sse ? makeScanner(session) : undefined
 
   /** Forward to the upstream; the gateway writes the response itself. */
   const proxy = (request: FastifyRequest, reply: FastifyReply, body: Buffer | string | undefined, requestId: JsonRpcId | undefined, transform: TransformChooser | undefined, plainEncoding: boolean): void => {
@@ -219,10 +242,49 @@ export function registerMcpRoute (app: FastifyInstance, deps: McpRouteDeps): voi
     if (path === '') path = '/'
     if (q !== -1) path += url.slice(q)
     const raw = request.raw
-    let headers = rewriteRequestHeaders.raw(raw.rawHeaders, principal, raw.socket.remoteAddress)
+    let headers = rewriteRequestHeaders.raw(raw.rawHeaders, principal, clientAddress.forwardedFor(raw.socket.remoteAddress, raw.headers['x-forwarded-for']))
     // A filtered response must be readable: ask the upstream for no content coding.
     if (plainEncoding) headers = headers.filter((_v, i, all) => all[i - (i % 2)] !== 'accept-encoding')
-    // GET opens a stream: its own connection, destroyed with it (proxy/upstream.ts).
+    if (extras !== undefined) {
+      const more = extras(principal, raw.rawHeaders, Date.now())
+      if (!Array.isArray(more)) {
+        more.then((m) => {
+          // The client left while the credential was fetched (the request stream itself ends once read).
+          if (raw.socket.destroyed) logRequest(request, reply, true)
+          else dispatch(request, reply, path, headers.concat(m), body, requestId, transform)
+        }, (err: unknown) => {
+          if (raw.socket.destroyed) logRequest(request, reply, true)
+          else extrasFailed(request, reply, err)
+        })
+        return
+      }
+      for (let i = 0; i < more.length; i++) headers.push(more[i]!)
+    }
+    dispatch(request, reply, path, headers, body, requestId, transform)
+  }
+
+  /** The upstream credential or assertion could not be had: the documented status; nothing reaches the upstream. */
+  const extrasFailed = (request: FastifyRequest, reply: FastifyReply, err: unknown): void => {
+    if (err instanceof UpstreamCredentialError) {
+      request.outcome = `upstream_auth:${err.code}`
+      if (err.retryAfterSeconds !== undefined) reply.header('retry-after', String(err.retryAfterSeconds))
+      else if (err.status === 401) reply.header('www-authenticate', challenges.withError('invalid_token', err.publicDescription))
+      else reply.header('www-authenticate', challenges.insufficientScope(route.scopes, err.publicDescription))
+      void sendRouteError(reply, err.status, err.code, err.publicDescription)
+      return
+    }
+    request.outcome = 'internal_error'
+    request.log.error({ reqId: request.id, route: route.id, err }, 'identity assertion signing failed')
+    void sendRouteError(reply, 500, 'internal_error', 'Internal gateway error')
+  }
+
+  const dispatch = (request: FastifyRequest, reply: FastifyReply, path: string, headers: string[], body: Buffer | string | undefined, requestId: JsonRpcId | undefined, transform: TransformChooser | undefined): void => {
+    // GET opens a stream: bounded per caller and in total, its own connection, destroyed with it (proxy/upstream.ts).
+    let streamKey: string | undefined
+    if (request.method === 'GET' && streams !== undefined) {
+      streamKey = openStream(streams, request, reply, request.principal!)
+      if (streamKey === undefined) return
+    }
     const stream = request.method === 'GET' ? upstream.streamClient() : undefined
     // The gateway writes the response itself; Fastify still runs onResponse (the log line) on finish.
     reply.hijack()
@@ -232,10 +294,13 @@ export function registerMcpRoute (app: FastifyInstance, deps: McpRouteDeps): voi
       headers,
       body,
       requestId,
-      extraResponseHeaders: CORS_RESPONSE_HEADERS,
+      extraResponseHeaders: cors.responseHeaders(request.headers.origin),
       responseTransform: transform,
+      observer: request.session ?? undefined,
       onEnd: (outcome, failure, code, cut) => {
         if (stream !== undefined) void stream.destroy()
+        request.session?.end()
+        if (streamKey !== undefined) streams!.release(streamKey)
         request.outcome = outcome
         if (outcome === 'upstream_error') request.log.warn({ reqId: request.id, route: route.id, failure, code }, 'upstream request failed')
         // A response that never finishes gets no onResponse: log it here.
@@ -247,7 +312,7 @@ export function registerMcpRoute (app: FastifyInstance, deps: McpRouteDeps): voi
 
   const forwardRequest: RouteHandlerMethod = function (request, reply) {
     const body = request.body
-    proxy(request, reply, Buffer.isBuffer(body) ? body : undefined, undefined, request.method === 'GET' ? endpointChooser : undefined, false)
+    proxy(request, reply, Buffer.isBuffer(body) ? body : undefined, undefined, request.method === 'GET' ? endpointChooser(request.session) : undefined, false)
   }
 
   /**
@@ -256,14 +321,14 @@ export function registerMcpRoute (app: FastifyInstance, deps: McpRouteDeps): voi
    * the POST; undefined (GET streams: legacy HTTP+SSE answers POSTs there) filters
    * every response carrying `result.tools`.
    */
-  const filteringChooser = (p: CompiledPolicy, principal: Principal, ids: ToolsListIds, endpoint: boolean): TransformChooser => {
+  const filteringChooser = (p: CompiledPolicy, principal: Principal, ids: ToolsListIds, endpoint: boolean, session: SessionExchange | null = null): TransformChooser => {
     const scopes = principal.scopes
     const allowed = (name: string): boolean => mayCallTool(p, scopes, name)
     return (status, headers, sse) => {
       if (sse) {
         if (isContentEncoded(headers)) return 'refuse'
         const filter = new ToolsListSseFilter(ids, allowed, MAX_TOOLS_LIST_RESPONSE_BYTES)
-        return endpoint ? chain(makeScanner(), filter) : filter
+        return endpoint ? chain(makeScanner(session), filter) : filter
       }
       // Clients read results from 2xx JSON only; other statuses and types pass untouched.
       if (status < 200 || status >= 300 || status === 204 || !isJsonResponseType(headers)) return undefined
@@ -291,7 +356,7 @@ export function registerMcpRoute (app: FastifyInstance, deps: McpRouteDeps): voi
         return
       }
       const get = request.method === 'GET'
-      const transform = get ? (p.filterToolsList ? filteringChooser(p, principal, undefined, true) : endpointChooser) : undefined
+      const transform = get ? (p.filterToolsList ? filteringChooser(p, principal, undefined, true, request.session) : endpointChooser(request.session)) : undefined
       proxy(request, reply, undefined, undefined, transform, get && p.filterToolsList)
       return
     }
@@ -334,13 +399,24 @@ export function registerMcpRoute (app: FastifyInstance, deps: McpRouteDeps): voi
         if (m.method === 'tools/list' && m.id !== undefined && m.id !== null) (ids ??= new Set()).add(m.id)
       }
     }
-    proxy(request, reply, out, requestId, ids === undefined ? undefined : filteringChooser(p, principal, ids, false), ids !== undefined)
+    const transform = ids === undefined ? undefined : filteringChooser(p, principal, ids, false)
+    // perTool counts what was authorised, once parsed: the tools/call names of this body.
+    if (limits?.perTool !== undefined) {
+      limits.perTool(request, reply, parsed.messages, requestId).then((ok) => {
+        if (ok) proxy(request, reply, out, requestId, transform, ids !== undefined)
+      }, (err: unknown) => { reject(request, reply, err) })
+      return
+    }
+    proxy(request, reply, out, requestId, transform, ids !== undefined)
   }
 
+  const gate = deps.sessions === undefined ? undefined : sessionGate(deps.sessions, route.id, sendRouteJsonRpcError)
+  // perIp before any token work; perPrincipal once the caller is known; the session gate last (a store lookup).
+  const onRequestHooks = [limits?.perIp, authenticate, limits?.perPrincipal, gate].filter((h): h is onRequestHookHandler => h !== undefined)
   // Server already closed when this runs: cut what is left (SSE streams would hold close() forever).
-  app.addHook('onClose', async () => { await upstream.close() })
+  app.addHook('onClose', async () => { credential?.close(); await upstream.close() })
   for (const url of [route.path, route.path + '/*']) {
-    app.route({ method: [...PROXIED_METHODS], url, onRequest: authenticate, handler: policy === undefined ? forwardRequest : forwardPolicyRequest, config: routeConfig })
-    app.route({ method: 'OPTIONS', url, handler: preflight, config: routeConfig })
+    app.route({ method: [...PROXIED_METHODS], url, onRequest: onRequestHooks, handler: policy === undefined ? forwardRequest : forwardPolicyRequest, config: routeConfig })
+    app.route({ method: 'OPTIONS', url, onRequest: limits?.perIp, handler: cors.preflight, config: routeConfig })
   }
 }

@@ -66,9 +66,17 @@ export interface ForwardRequest {
   readonly responseTransform: TransformChooser | undefined
   /** Called once when the exchange ends. */
   readonly onEnd: (outcome: ForwardOutcome, failure?: ForwardFailure, code?: string, cut?: boolean) => void
+  /** Sees the upstream's status and cleaned headers before anything is sent on (session binding); undefined: none. */
+  readonly observer?: ResponseObserver | undefined
 }
 
-const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT'])
+/** Told of each upstream response as it starts: status, and headers as a flat [name, value, …] list with lowercased names. */
+export interface ResponseObserver {
+  responseStart: (statusCode: number, headers: readonly string[]) => void
+}
+
+/** Upstream silence past a bound: no connection, no first byte, or a stalled body. All are 504 (RFC 9110 §15.6.5). */
+const TIMEOUT_CODES = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT'])
 
 /** Error codes that mean "the client went away", not "the upstream failed". */
 const ABORT_CODES = new Set(['UND_ERR_ABORTED', 'ABORT_ERR'])
@@ -111,6 +119,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     const res = this.#res
     this.#resume = resume
     const { headers, sse } = cleanResponseHeaders(rawHeaders, this.#req.extraResponseHeaders)
+    this.#req.observer?.responseStart(statusCode, headers)
     const choose = this.#req.responseTransform
     if (choose !== undefined) {
       const t = choose(statusCode, headers, sse)

@@ -19,7 +19,9 @@ export type HeaderBag = Record<string, string | string[] | undefined>
 const ALWAYS_STRIPPED = [
   'authorization', 'proxy-authorization',
   'te', 'trailer', 'keep-alive', 'proxy-connection', 'upgrade', 'expect',
-  'forwarded', 'x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto', 'x-real-ip'
+  'forwarded', 'x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto', 'x-real-ip',
+  // The signed identity assertion's default header: only the gateway sets it, on any route.
+  'x-gateway-assertion'
 ]
 
 /** Header values must be visible ASCII or space; anything else is not representable without an encoding the upstream would have to guess. */
@@ -42,7 +44,9 @@ function claimValue (claims: Readonly<Record<string, unknown>>, path: readonly s
  * Request-header rewriting for one route, compiled once. Two forms share one
  * strip list and one identity builder: `raw` builds the flat header list sent
  * upstream from Node's `rawHeaders` (the hot path); calling the function itself
- * rewrites a header object in place.
+ * rewrites a header object in place. `clientIp` is the X-Forwarded-For value
+ * to send: the socket address, or under trustProxy the trusted chain from the
+ * client to the socket (proxy/client-ip.ts).
  */
 export interface RequestHeaderRewriter {
   (headers: HeaderBag, principal: Principal, clientIp: string | undefined): void
@@ -68,13 +72,16 @@ export function compileRequestHeaders (route: RouteConfig, publicUrl: string): R
     ...ALWAYS_STRIPPED,
     ...Object.values(DEFAULT_IDENTITY_HEADERS).map((h) => h.toLowerCase()),
     sub, cid, scp, iss, rol,
-    ...claimHeaders.map(([h]) => h)
+    ...claimHeaders.map(([h]) => h),
+    // Headers the gateway sets itself (identity/assertion.ts, proxy/upstream-auth.ts), added after this strip.
+    ...(route.identityAssertion !== undefined ? [route.identityAssertion.header] : []),
+    ...(route.upstreamAuth.type !== 'none' ? [route.upstreamAuth.header] : [])
   ])]
   const notCopied = new Set([...strip, ...NOT_COPIED])
 
   /** The headers the gateway sets, as a flat [name, value, …] list appended to `out`. */
   const identity = (out: string[], principal: Principal, clientIp: string | undefined): void => {
-    // The gateway is the client's first trusted hop: the forwarding chain starts here.
+    // The client's own X-Forwarded-For was stripped: only the chain the gateway trusts goes on.
     if (clientIp !== undefined) out.push('x-forwarded-for', clientIp)
     out.push('x-forwarded-proto', forwardedProto, 'x-forwarded-host', forwardedHost, sub, principal.subject)
     if (principal.clientId !== undefined) out.push(cid, principal.clientId)
@@ -130,9 +137,10 @@ const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'tra
  * Clean upstream response headers: names lowercased, hop-by-hop fields and
  * those named in Connection removed (RFC 9110 §7.6.1). SSE gets
  * `X-Accel-Buffering: no` and `Cache-Control: no-cache, no-transform` unless
- * the upstream set them, and no Content-Length. `extra` pairs are added when
- * absent. Input and output are flat [name, value, …] lists, as undici and
- * `writeHead` use them.
+ * the upstream set them, and no Content-Length. The upstream's
+ * `Access-Control-*` headers are dropped (the gateway answers CORS). `extra`
+ * pairs are added when absent (`vary` is merged into the upstream's). Input
+ * and output are flat [name, value, …] lists, as undici and `writeHead` use them.
  */
 export function cleanResponseHeaders (raw: ReadonlyArray<string | Buffer>, extra: readonly string[] = []): { headers: string[], sse: boolean } {
   let connectionNamed: Set<string> | undefined
@@ -147,6 +155,8 @@ export function cleanResponseHeaders (raw: ReadonlyArray<string | Buffer>, extra
       continue
     }
     if (HOP_BY_HOP.has(name)) continue
+    // CORS is the gateway's to answer: the route's allowed origins decide (plugins/origin.ts), never the upstream's `*`.
+    if (name.startsWith('access-control-')) continue
     if (name === 'content-type' && value.toLowerCase().startsWith('text/event-stream')) sse = true
     out.push(name, value)
   }
@@ -161,8 +171,23 @@ export function cleanResponseHeaders (raw: ReadonlyArray<string | Buffer>, extra
     setIfAbsent(out, 'cache-control', 'no-cache, no-transform')
     for (let i = out.length - 2; i >= 0; i -= 2) if (out[i] === 'content-length') out.splice(i, 2)
   }
-  for (let i = 0; i < extra.length; i += 2) setIfAbsent(out, extra[i]!, extra[i + 1]!)
+  for (let i = 0; i < extra.length; i += 2) {
+    if (extra[i] === 'vary') appendVary(out, extra[i + 1]!)
+    else setIfAbsent(out, extra[i]!, extra[i + 1]!)
+  }
   return { headers: out, sse }
+}
+
+/** Add a field name to Vary, keeping the upstream's (RFC 9110 §12.5.5: a list, `*` covers all). */
+function appendVary (headers: string[], name: string): void {
+  for (let i = 0; i < headers.length; i += 2) {
+    if (headers[i] !== 'vary') continue
+    const v = headers[i + 1]!
+    if (v.trim() === '*' || v.toLowerCase().split(',').some((n) => n.trim() === name.toLowerCase())) return
+    headers[i + 1] = v === '' ? name : `${v}, ${name}`
+    return
+  }
+  headers.push('vary', name)
 }
 
 function setIfAbsent (headers: string[], name: string, value: string): void {

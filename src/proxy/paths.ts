@@ -17,6 +17,9 @@ function decodeOnce (s: string): string | null {
 
 /** Check the path part of a request URL (no query). */
 export function checkPath (path: string): PathProblem {
+  // Only origin-form is proxied (RFC 9112 §3.2.1). The router matches an absolute-form target
+  // (`GET http://host/mcp`) by its path, but the URL mapped upstream would keep scheme and host.
+  if (path.charCodeAt(0) !== 47) return 'traversal'
   // Fast path: nothing encoded and no dot-segment or backslash anywhere.
   if (!path.includes('%') && !path.includes('/.') && !path.includes('\\')) return undefined
   if (path.includes('\\')) return 'traversal'
@@ -29,7 +32,10 @@ export function checkPath (path: string): PathProblem {
       if (d === null) return i === 0 ? 'bad_encoding' : 'traversal'
       seg = d
     }
-    if (seg === '.' || seg === '..') return 'traversal'
+    // Servlet containers drop path parameters before resolving dot-segments: `..;x` is `..` there.
+    const semi = seg.indexOf(';')
+    const bare = semi === -1 ? seg : seg.slice(0, semi)
+    if (bare === '.' || bare === '..') return 'traversal'
     if (seg.includes('/') || seg.includes('\\') || seg.includes('\0')) return 'traversal'
   }
   return undefined

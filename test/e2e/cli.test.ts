@@ -81,7 +81,7 @@ t.test('an invalid config lists every problem, one line each, and no stack trace
       'authorizationServers[0].issuer: plain http:// on a non-loopback host: must be https:// (http:// is accepted only on 127.0.0.0/8, ::1 or localhost)',
       'authorizationServers[0].algorithms[0]: unsupported algorithm: must be one of RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512, EdDSA, Ed25519, HS256, HS384, HS512 (never "none")',
       'routes[0].upstream: not an http(s) URL: upstream must be an absolute http:// or https:// URL',
-      'routes[0].scope: unknown key: allowed keys here are path, upstream, resource, scopes, issuers, policy, identityHeaders, claims, timeouts',
+      'routes[0].scope: unknown key: allowed keys here are path, upstream, resource, scopes, issuers, policy, identityHeaders, claims, identityAssertion, upstreamAuth, allowedOrigins, timeouts',
       'routes[1].path: duplicate of routes[0].path: route paths must be unique'
     ])
     t.match(r.stderr, /^mcp-auth-gateway: invalid\.yaml: 7 configuration problems:\n/)

@@ -15,7 +15,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type RequestListener, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
-import { exportJWK, generateKeyPair, type JWK } from 'jose';
+import { createLocalJWKSet, exportJWK, generateKeyPair, jwtVerify, type JWK } from 'jose';
 // oidc-provider ships no type declarations and @types/oidc-provider is not
 // installed (no new dependencies); the import is untyped and re-typed below.
 // @ts-ignore TS7016 (ts-ignore rather than ts-expect-error so adding @types later does not break the build)
@@ -38,7 +38,27 @@ const Provider = ProviderUntyped as ProviderCtor;
 const oidcErrors = errorsUntyped as {
   InvalidTarget: new (description?: string) => Error;
   InvalidClientMetadata: new (description?: string) => Error;
+  InvalidGrant: new (description?: string) => Error;
+  InvalidRequest: new (description?: string) => Error;
 };
+
+/** RFC 8693 §2.1 / §3 identifiers. */
+export const TOKEN_EXCHANGE_GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange';
+const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
+
+/** The slice of a provider token the token-exchange grant reads and writes (the module is untyped here). */
+interface ProviderToken {
+  accountId?: string;
+  isExpired?: boolean;
+  resourceServer?: unknown;
+  expiration: number;
+  save(): Promise<string>;
+}
+/** The slice of the koa context the token-exchange grant uses. */
+interface GrantContext {
+  oidc: { params: Record<string, string | undefined>; client: unknown };
+  body: unknown;
+}
 
 /** Scopes oidc-provider knows without configuration (`openid`) plus refresh tokens. */
 const STATIC_SCOPES: ReadonlySet<string> = new Set(['openid', 'offline_access']);
@@ -86,7 +106,19 @@ export interface TestAS {
     m2m: { id: string; secret: string };
     gatewayBasic: { id: string; secret: string };
     gatewayPost: { id: string; secret: string };
+    /**
+     * `gateway-exchange`: the gateway's own confidential client (client_secret_basic)
+     * with the client_credentials and RFC 8693 token-exchange grants, for upstreamAuth.
+     */
+    gatewayExchange: { id: string; secret: string };
+    /** `gateway-exchange-post`: the same grants, with client_secret_post. */
+    gatewayExchangePost: { id: string; secret: string };
   };
+  /**
+   * Token requests that reached a grant handler, by grant type (e.g.
+   * `client_credentials`, {@link TOKEN_EXCHANGE_GRANT}), whether they succeeded or not.
+   */
+  grantCount(grantType: string): number;
   /**
    * Revokes a token at `/token/revocation` (RFC 7009) as the m2m client
    * (the test AS lets any authenticated client revoke any token).
@@ -165,6 +197,8 @@ export async function startAuthServer(opts: { host?: string; port?: number; m2mS
   // ' ', '+', ':', '%', '&' and '=' all change under form-urlencoding: a client that skips it fails.
   const gatewayBasic = { id: 'gateway basic:1', secret: `${randomBytes(12).toString('base64url')} +:%&=` };
   const gatewayPost = { id: 'gateway-post', secret: `${randomBytes(12).toString('base64url')} +:%&=` };
+  const gatewayExchange = { id: 'gateway-exchange', secret: `${randomBytes(12).toString('base64url')} +:%&=` };
+  const gatewayExchangePost = { id: 'gateway-exchange-post', secret: `${randomBytes(12).toString('base64url')} +:%&=` };
   const user = { id: 'user-app', redirectUri: 'http://127.0.0.1/callback' };
   const ttlFromResource = (_ctx: unknown, token: { resourceServer?: { accessTokenTTL?: number } }): number =>
     token.resourceServer?.accessTokenTTL ?? 600;
@@ -187,6 +221,17 @@ export async function startAuthServer(opts: { host?: string; port?: number; m2mS
         client_secret: (c as typeof gatewayBasic).secret,
         token_endpoint_auth_method: method,
         grant_types: [],
+        response_types: [],
+        redirect_uris: [],
+      })),
+      ...[
+        [gatewayExchange, 'client_secret_basic'],
+        [gatewayExchangePost, 'client_secret_post'],
+      ].map(([c, method]) => ({
+        client_id: (c as typeof gatewayExchange).id,
+        client_secret: (c as typeof gatewayExchange).secret,
+        token_endpoint_auth_method: method,
+        grant_types: ['client_credentials', TOKEN_EXCHANGE_GRANT],
         response_types: [],
         redirect_uris: [],
       })),
@@ -273,12 +318,65 @@ export async function startAuthServer(opts: { host?: string; port?: number; m2mS
   provider.on('server_error', (_ctx: unknown, err: unknown) => {
     console.error('test AS server_error:', err);
   });
+  const grants = new Map<string, number>();
+  const countGrant = (ctx: unknown): void => {
+    const type = (ctx as Partial<GrantContext>).oidc?.params?.grant_type;
+    if (type !== undefined) grants.set(type, (grants.get(type) ?? 0) + 1);
+  };
+  provider.on('grant.success', countGrant);
+  provider.on('grant.error', countGrant);
+
+  // RFC 8693 token exchange as an oidc-provider custom grant. The subject token must be an
+  // access token of this AS: a JWT verified with its own keys, or an opaque one in its store
+  // (anything else is invalid_grant). The new token is for `resource` (or `audience`), with the
+  // requested scopes that resource has (all of them when none are requested): this AS's policy
+  // lets the exchanging client act for the subject at any registered resource.
+  const localKeys = createLocalJWKSet({ keys: keys.map(publicPart) });
+  const tokenModels = provider as unknown as {
+    AccessToken: { find(v: string): Promise<ProviderToken | undefined> } & (new (init: Record<string, unknown>) => ProviderToken);
+    ClientCredentials: { find(v: string): Promise<ProviderToken | undefined> };
+    ResourceServer: new (id: string, info: Record<string, unknown>) => unknown;
+    registerGrantType(name: string, handler: (ctx: GrantContext) => Promise<void>, params: string[]): void;
+  };
+  // oidc-provider calls a grant handler with the context only (lib/actions/token.js callTokenHandler).
+  tokenModels.registerGrantType(TOKEN_EXCHANGE_GRANT, async (ctx) => {
+    const params = ctx.oidc.params;
+    if (params.subject_token === undefined || params.subject_token_type !== ACCESS_TOKEN_TYPE) {
+      throw new oidcErrors.InvalidRequest('subject_token of type access_token is required');
+    }
+    let sub: string | undefined;
+    try {
+      ({ sub } = (await jwtVerify(params.subject_token, localKeys, { issuer, typ: 'at+jwt' })).payload);
+    } catch {
+      const stored = (await tokenModels.AccessToken.find(params.subject_token)) ?? (await tokenModels.ClientCredentials.find(params.subject_token));
+      if (stored === undefined || stored.isExpired === true) throw new oidcErrors.InvalidGrant('subject_token is invalid');
+      sub = stored.accountId;
+    }
+    if (sub === undefined) throw new oidcErrors.InvalidGrant('subject_token has no subject');
+    const target = params.resource ?? params.audience;
+    const r = target === undefined ? undefined : resources.get(target);
+    if (r === undefined) throw new oidcErrors.InvalidTarget('unknown resource or audience');
+    const allowed = new Set(r.scope.split(' '));
+    const requested = params.scope?.split(' ') ?? [...allowed];
+    const scope = requested.filter((sc) => allowed.has(sc)).join(' ');
+    const token = new tokenModels.AccessToken({ accountId: sub, client: ctx.oidc.client, scope, gty: 'token_exchange' });
+    token.resourceServer = new tokenModels.ResourceServer(r.url, {
+      scope: r.scope,
+      audience: r.url,
+      accessTokenFormat: r.format ?? 'jwt',
+      accessTokenTTL: r.ttlSeconds ?? 600,
+      ...(r.format === 'opaque' ? {} : { jwt: { sign: { alg: r.alg ?? 'ES256' } } }),
+    });
+    const value = await token.save();
+    ctx.body = { access_token: value, issued_token_type: ACCESS_TOKEN_TYPE, token_type: 'Bearer', expires_in: token.expiration, scope };
+  }, ['subject_token', 'subject_token_type', 'requested_token_type', 'actor_token', 'actor_token_type', 'resource', 'audience', 'scope']);
   listener = provider.callback();
 
   return {
     issuer,
     provider,
-    clients: { m2m, gatewayBasic, gatewayPost },
+    clients: { m2m, gatewayBasic, gatewayPost, gatewayExchange, gatewayExchangePost },
+    grantCount: (grantType: string): number => grants.get(grantType) ?? 0,
     requestCount: (path: string): number => counts.get(path) ?? 0,
     publicJwks: keys.map(publicPart),
     registerResource(r: ResourceInfo): void {

@@ -30,7 +30,7 @@ export const CHROMIUM_PATH = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
  * networking ones stop Chromium's own connections (updates, sync, safe
  * browsing), which fail here with refused connections and slow every page.
  */
-const CHROMIUM_ARGS = [
+export const CHROMIUM_ARGS = [
   '--headless',
   '--no-sandbox',
   '--disable-gpu',

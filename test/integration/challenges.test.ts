@@ -16,7 +16,8 @@ const st = await startStaticIssuer({ alg: 'ES256' })
 const up = await startStatefulUpstream()
 const gw = await startGateway((origin) => ({
   authorizationServers: [{ issuer: as.issuer }, { issuer: st.issuer }],
-  routes: [{ path: '/mcp', upstream: `${up.origin}/mcp`, scopes: ['mcp:tools'] }]
+  routes: [{ path: '/mcp', upstream: `${up.origin}/mcp`, scopes: ['mcp:tools'] }],
+  allowedOrigins: ['https://app.example.com']
 }))
 t.teardown(async () => { await gw.close(); await up.close(); await st.close(); await as.close() })
 
@@ -156,7 +157,7 @@ t.test('OPTIONS preflight needs no token', async (t) => {
 t.test('challenges expose WWW-Authenticate to browsers', async (t) => {
   const res = await send('POST', '/mcp', { ...mcpHeaders(), origin: 'https://app.example.com' }, INITIALIZE_BODY)
   t.equal(res.status, 401)
-  t.equal(res.headers['access-control-allow-origin'], '*')
+  t.equal(res.headers['access-control-allow-origin'], 'https://app.example.com', 'the allowed origin is echoed')
   t.match(String(res.headers['access-control-expose-headers']), /WWW-Authenticate/)
 })
 

@@ -156,7 +156,8 @@ interface Answer { status: number, headers: Headers, text: string }
 async function post (route: string, tok: string | undefined, body: string | Buffer, headers: Record<string, string> = {}): Promise<Answer> {
   const res = await fetch(gw.url + route, {
     method: 'POST',
-    headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...(tok !== undefined ? { authorization: `Bearer ${tok}` } : {}), ...headers },
+    // A browser page on the gateway's own origin (allowed by default), so CORS headers show on every answer.
+    headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', origin: gw.url, ...(tok !== undefined ? { authorization: `Bearer ${tok}` } : {}), ...headers },
     body
   })
   return { status: res.status, headers: res.headers, text: await res.text() }
@@ -240,7 +241,7 @@ t.test('decisions: status, exact challenge, JSON-RPC body, and whether the upstr
     if (row.json !== undefined) {
       t.strictSame(JSON.parse(a.text), row.json, `${row.name}: JSON-RPC error body`)
       t.match(a.headers.get('content-type'), /^application\/json/, `${row.name}: JSON body`)
-      t.equal(a.headers.get('access-control-allow-origin'), '*', `${row.name}: readable by browser clients`)
+      t.equal(a.headers.get('access-control-allow-origin'), gw.url, `${row.name}: readable by browser clients`)
     }
     if (row.ok === true) {
       const msgs = messagesOf(a) as Array<{ result?: unknown, error?: unknown }>

@@ -92,7 +92,8 @@ const gw = await startGateway(() => ({
     { path: '/raw', upstream: raw.origin, scopes: ['mcp:tools'], timeouts: { idleSeconds: 0.4 } },
     { path: '/dead', upstream: `http://127.0.0.1:${deadPort}/mcp`, scopes: ['mcp:tools'] }
   ],
-  limits: { maxBodyBytes: 64 * 1024 }
+  // 150 concurrent streams of one caller below.
+  limits: { maxBodyBytes: 64 * 1024, maxStreamsPerPrincipal: 200 }
 }))
 t.teardown(async () => {
   await gw.close()
@@ -312,12 +313,12 @@ t.test('forwarding headers are the gateway\'s, and Expect: 100-continue works', 
 t.test('hop-by-hop response headers, and those the upstream names in Connection, are not passed on', async (t) => {
   const token = await tokenFor('/raw')
   const res = await new Promise<Record<string, string | string[] | undefined>>((resolve, reject) => {
-    httpRequest(`${gw.url}/raw/hop`, { headers: { authorization: `Bearer ${token}` } }, (r) => { r.resume(); resolve(r.headers) }).on('error', reject).end()
+    httpRequest(`${gw.url}/raw/hop`, { headers: { authorization: `Bearer ${token}`, origin: gw.url } }, (r) => { r.resume(); resolve(r.headers) }).on('error', reject).end()
   })
   t.equal(res['x-hop-secret'], undefined, 'named in Connection: dropped')
   t.not(res['keep-alive'], 'timeout=5', 'the upstream Keep-Alive is dropped (Node sets its own for the client connection)')
   t.equal(res['x-kept'], 'yes', 'end-to-end headers kept')
-  t.equal(res['access-control-allow-origin'], '*', 'CORS added')
+  t.equal(res['access-control-allow-origin'], gw.url, 'CORS added for the allowed origin')
 })
 
 t.test('an upstream response with an invalid header gives a 502, logged as upstream_error', async (t) => {
@@ -354,10 +355,10 @@ t.test('request bodies are forwarded byte for byte', async (t) => {
 t.test('an oversized body gets 413, and is never proxied', async (t) => {
   const token = await tokenFor('/raw')
   const before = raw.bodies.length
-  const res = await fetch(`${gw.url}/raw/echo-body`, { method: 'POST', headers: mcpHeaders(token), body: 'x'.repeat(70 * 1024) })
+  const res = await fetch(`${gw.url}/raw/echo-body`, { method: 'POST', headers: { ...mcpHeaders(token), origin: gw.url }, body: 'x'.repeat(70 * 1024) })
   t.equal(res.status, 413)
   t.same(await res.json(), { error: 'payload_too_large', error_description: 'The request body exceeds the configured limit' })
-  t.equal(res.headers.get('access-control-allow-origin'), '*', 'readable by browser clients')
+  t.equal(res.headers.get('access-control-allow-origin'), gw.url, 'readable by browser clients')
   t.equal(raw.bodies.length, before)
 })
 

@@ -186,6 +186,9 @@ t.test('valid full config is normalised', async (t) => {
         ['X-Email', ['email']],
         ['X-Roles', ['realm_access', 'roles']],
       ],
+      identityAssertion: undefined,
+      upstreamAuth: { type: 'none' },
+      allowedOrigins: ['https://gw.example.com'],
       timeouts: { connectMs: 2000, headersMs: 500, idleMs: 3_600_000 },
     },
     {
@@ -206,11 +209,14 @@ t.test('valid full config is normalised', async (t) => {
         roles: 'X-Forwarded-Roles',
       },
       claimHeaders: [],
+      identityAssertion: undefined,
+      upstreamAuth: { type: 'none' },
+      allowedOrigins: ['https://gw.example.com'],
       timeouts: { connectMs: 10_000, headersMs: 300_000, idleMs: 300_000 },
     },
   ]);
 
-  t.strictSame(config.limits, { maxBodyBytes: 1_048_576, maxTokenBytes: 4096 });
+  t.strictSame(config.limits, { maxBodyBytes: 1_048_576, maxTokenBytes: 4096, maxHeaderBytes: 16_384, headersTimeoutMs: 10_000, requestTimeoutMs: 60_000, maxStreams: 10_000, maxStreamsPerPrincipal: 100 });
   t.strictSame(config.tokenCache, { maxEntries: 0 });
   t.equal(config.mirrorAuthorizationServerMetadata, undefined);
   t.equal(config.logLevel, 'debug');
@@ -261,7 +267,12 @@ t.test('valid minimal config gets every default', async (t) => {
   });
   t.strictSame(r.claimHeaders, []);
   t.strictSame(r.timeouts, { connectMs: 10_000, headersMs: 300_000, idleMs: 300_000 });
-  t.strictSame(config.limits, { maxBodyBytes: 4 * 1024 * 1024, maxTokenBytes: 8 * 1024 });
+  t.strictSame(config.limits, { maxBodyBytes: 4 * 1024 * 1024, maxTokenBytes: 8 * 1024, maxHeaderBytes: 16 * 1024, headersTimeoutMs: 10_000, requestTimeoutMs: 60_000, maxStreams: 10_000, maxStreamsPerPrincipal: 100 });
+  t.strictSame(r.allowedOrigins, ['https://mcp.example.com'], 'browser origins: publicUrl only by default');
+  t.equal(config.trustProxy, false, 'no proxy is trusted by default');
+  t.equal(config.rateLimits, undefined, 'no rate limit by default');
+  t.strictSame(config.sessions, { store: 'memory', idleTtlMs: 3_600_000, onStoreError: 'deny' }, 'session binding on, in memory, fail closed');
+  t.equal(config.redis, undefined, 'no Redis by default');
   t.strictSame(config.tokenCache, { maxEntries: 10_000 });
   t.equal(config.logLevel, 'info');
   t.equal(config.shutdownTimeoutMs, 10_000);
@@ -410,7 +421,7 @@ routes:
   });
   t.test('keys are not substituted', async (t) => {
     const problems = problemsOf(t, () => parse(`\${KEY}: 1\n${MINIMAL}`, { KEY: 'logLevel' }));
-    t.strictSame(problems, ['${KEY}: unknown key: allowed keys here are listen, publicUrl, authorizationServers, routes, limits, tokenCache, mirrorAuthorizationServerMetadata, logLevel, shutdownTimeoutSeconds']);
+    t.strictSame(problems, ['${KEY}: unknown key: allowed keys here are listen, publicUrl, allowedOrigins, trustProxy, rateLimits, sessions, redis, authorizationServers, routes, limits, tokenCache, mirrorAuthorizationServerMetadata, logLevel, shutdownTimeoutSeconds, signingKeys, signingAlgorithm']);
   });
 });
 

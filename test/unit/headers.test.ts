@@ -39,6 +39,9 @@ function route(over: Partial<RouteConfig> = {}): RouteConfig {
     policy: undefined,
     identityHeaders: DEFAULT_NAMES,
     claimHeaders: [],
+    identityAssertion: undefined,
+    upstreamAuth: { type: 'none' },
+    allowedOrigins: ['https://gw.example.com'],
     timeouts: { connectMs: 1000, headersMs: 1000, idleMs: 1000 },
     ...over,
   };
@@ -334,8 +337,19 @@ t.test('regression: hop-by-hop, Expect and client-chosen forwarding headers are 
 });
 
 t.test('cleanResponseHeaders: names are lowercased, extra headers added only when absent', async (t) => {
-  const { headers } = cleanResponseHeaders(['Content-Type', 'application/json', 'Access-Control-Allow-Origin', 'https://a.example.com'], ['access-control-allow-origin', '*', 'access-control-expose-headers', 'WWW-Authenticate']);
-  t.strictSame(headers, ['content-type', 'application/json', 'access-control-allow-origin', 'https://a.example.com', 'access-control-expose-headers', 'WWW-Authenticate']);
+  const { headers } = cleanResponseHeaders(['Content-Type', 'application/json', 'X-Custom', 'up'], ['x-custom', 'gw', 'access-control-expose-headers', 'WWW-Authenticate']);
+  t.strictSame(headers, ['content-type', 'application/json', 'x-custom', 'up', 'access-control-expose-headers', 'WWW-Authenticate']);
+  // CORS is the gateway's: the upstream's own Access-Control-* headers never reach the client.
+  const cors = cleanResponseHeaders(['Access-Control-Allow-Origin', '*', 'Access-Control-Allow-Credentials', 'true', 'Access-Control-Expose-Headers', 'X-Secret'], ['access-control-allow-origin', 'https://app.example.com', 'vary', 'Origin']);
+  t.strictSame(cors.headers, ['access-control-allow-origin', 'https://app.example.com', 'vary', 'Origin'], 'upstream CORS dropped, the gateway\'s set');
+  // Vary: the gateway's field name is merged into the upstream's list, never duplicated, and `*` covers it.
+  const vary = [
+    { up: ['Vary', 'Accept-Encoding'], want: ['vary', 'Accept-Encoding, Origin'] },
+    { up: ['Vary', 'origin'], want: ['vary', 'origin'] },
+    { up: ['Vary', '*'], want: ['vary', '*'] },
+    { up: [], want: ['vary', 'Origin'] },
+  ];
+  for (const row of vary) t.strictSame(cleanResponseHeaders(row.up, ['vary', 'Origin']).headers, row.want, `Vary ${JSON.stringify(row.up)}`);
   const fromBuffers = cleanResponseHeaders([Buffer.from('X-A'), Buffer.from('1')]);
   t.strictSame(fromBuffers.headers, ['x-a', '1'], 'undici raw Buffers are accepted');
 });

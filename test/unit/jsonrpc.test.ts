@@ -7,7 +7,7 @@ import { ErrorCode } from '@modelcontextprotocol/sdk/types.js';
 
 import {
   JSONRPC_UPSTREAM_TIMEOUT, JSONRPC_UPSTREAM_UNREACHABLE, jsonRpcError, requestIdOf, type JsonRpcId,
-  parseJsonRpc, kindOf, targetOf, targetParamOf, headerMismatch, decodeMcpHeaderValue, jsonRpcErrorsFor, type JsonRpcBody,
+  parseJsonRpc, nestedDeeperThan, kindOf, targetOf, targetParamOf, headerMismatch, decodeMcpHeaderValue, jsonRpcErrorsFor, type JsonRpcBody,
   JSONRPC_PARSE_ERROR, JSONRPC_INVALID_REQUEST, JSONRPC_INVALID_PARAMS, JSONRPC_HEADER_MISMATCH, JSONRPC_INSUFFICIENT_SCOPE,
 } from '../../src/mcp/jsonrpc.js';
 
@@ -164,6 +164,26 @@ t.test('parseJsonRpc: invalid bodies get the JSON-RPC error to answer with', asy
     t.equal(r.id, id, `${name}: id ${JSON.stringify(id)}`);
     t.type(r.message, 'string');
   }
+});
+
+t.test('nesting depth is bounded (the body is re-serialised; JSON.stringify recurses)', async (t) => {
+  const deep = (n: number): string => `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","arguments":${'['.repeat(n)}${']'.repeat(n)}}}`;
+  // The message and params objects are two levels: 254 arrays inside them make 256.
+  t.equal(parseJsonRpc(b(deep(254))).ok, true, '256 levels: accepted');
+  const r = parseJsonRpc(b(deep(255)));
+  t.equal(r.ok, false, '257 levels: refused');
+  if (!r.ok) t.equal(r.code, JSONRPC_INVALID_REQUEST);
+  const huge = parseJsonRpc(b(deep(100_000)));
+  t.equal(huge.ok, false, '100 000 levels: refused, no stack overflow');
+  const rows: Array<[string, number, boolean]> = [
+    ['[[[]]]', 3, false],
+    ['[[[]]]', 2, true],
+    ['["[[[[[[", {"a":"]]]]{{{{"}]', 2, false],
+    ['["\\"[[[["]', 1, false],
+    ['["\\\\", [[]]]', 2, true],
+    ['{}', 0, true],
+  ];
+  for (const [text, max, expected] of rows) t.equal(nestedDeeperThan(b(text), max), expected, `${text} deeper than ${max}: ${expected}`);
 });
 
 t.test('targetParamOf', async (t) => {

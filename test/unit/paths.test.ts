@@ -58,6 +58,16 @@ const rows: Array<[string, PathProblem]> = [
   ['/mcp/%00', 'traversal'],
   ['/mcp/a%00.json', 'traversal'],
   ['/mcp/%2500', 'traversal'],
+  // Path parameters on dot segments (servlet containers resolve `..;x` as `..`)
+  ['/mcp/..;/admin', 'traversal'],
+  ['/mcp/.;x=1/admin', 'traversal'],
+  ['/mcp/%2e%2e;/admin', 'traversal'],
+  ['/mcp/a;b', undefined],
+  ['/mcp/..a;b', undefined],
+  // Absolute-form and asterisk-form targets are not proxied
+  ['http://evil.example.com/mcp', 'traversal'],
+  ['https://a@b/mcp/x', 'traversal'],
+  ['*', 'traversal'],
   // Bad percent-encoding
   ['/mcp/%zz', 'bad_encoding'],
   ['/mcp/%', 'bad_encoding'],
