@@ -2,6 +2,7 @@
  * createGateway(config): builds the Fastify app and registers the plugins in
  * hook order. No request logic lives here.
  */
+import type { ServerResponse } from 'node:http'
 import Fastify, { LogController, type FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import type { GatewayConfig } from './config/types.js'
@@ -64,7 +65,16 @@ export function createGateway (config: GatewayConfig, opts: GatewayOptions = {})
     // HTTP parse errors: our body, then close; a reset socket needs nothing.
     clientErrorHandler: (err: NodeJS.ErrnoException, socket) => {
       if (err.code === 'ECONNRESET' || socket.destroyed) return
-      if (socket.writable) socket.write(clientErrorResponse(err.code))
+      // The response attached to the socket is either this bad request's own (its body failed to parse:
+      // answer 400 if nothing was sent yet, as Node does) or, with pipelining, an earlier complete
+      // request's still in flight: a 400 written now would be read as that request's answer.
+      const res = (socket as unknown as { _httpMessage?: ServerResponse | null })._httpMessage
+      if (res != null && res.req?.complete === true && !res.writableEnded) {
+        // Let that answer finish (nothing after it is parsed any more), then close.
+        res.once('close', () => { socket.destroy() })
+        return
+      }
+      if (socket.writable && res?.headersSent !== true) socket.write(clientErrorResponse(err.code))
       socket.destroy()
     },
     // Malformed URLs (bad percent-encoding) get our error body, not Fastify's, which echoes the path.

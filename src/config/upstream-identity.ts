@@ -28,7 +28,7 @@ export function normaliseIdentityAssertion (raw: RawRoute['identityAssertion'], 
     audience: raw.audience ?? upstreamOrigin,
     ttlSeconds: raw.ttlSeconds ?? D.DEFAULT_ASSERTION_TTL_SECONDS,
     header: (raw.header ?? D.DEFAULT_ASSERTION_HEADER).toLowerCase(),
-    reuse: raw.reuse ?? true
+    reuse: raw.reuse ?? false
   })
 }
 

@@ -10,7 +10,7 @@
  * expires), jti.
  *
  * Signing costs ~100 µs of CPU with jose (ES256, bench/assertion.ts), about
- * as much as the rest of a proxied request. With `reuse` (the default) one
+ * as much as the rest of a proxied request. With `reuse: true` (opt-in) one
  * assertion serves a principal's requests on a route for at most half its
  * lifetime; see {@link createAssertionIssuer}.
  */

@@ -108,6 +108,8 @@ export function compileRequestHeaders (route: RouteConfig, publicUrl: string): R
       const lower = rawHeaders[i]!.toLowerCase()
       if (lower === 'connection') connectionNamed = connectionNamed === undefined ? rawHeaders[i + 1]! : `${connectionNamed},${rawHeaders[i + 1]!}`
       if (notCopied.has(lower)) continue
+      // CGI, WSGI and PHP fold '_' into '-': X_Forwarded_User would read as X-Forwarded-User upstream.
+      if (lower.includes('_') && notCopied.has(lower.replaceAll('_', '-'))) continue
       out.push(lower, rawHeaders[i + 1]!)
     }
     // Fields the client named in Connection are hop-by-hop (RFC 9110 §7.6.1); drop them before identity is added.

@@ -81,7 +81,7 @@ const up = await startVerifyingUpstream()
 t.teardown(async () => { await up.close(); await as.close() })
 
 const routes = (origin: string): Array<Record<string, unknown>> => [
-  { path: '/a', upstream: `${up.origin}/a`, scopes: ['mcp:tools'], identityAssertion: {} },
+  { path: '/a', upstream: `${up.origin}/a`, scopes: ['mcp:tools'], identityAssertion: { reuse: true } },
   { path: '/b', upstream: `${up.origin}/b`, scopes: ['mcp:tools'], identityAssertion: { audience: 'urn:upstream:b', ttlSeconds: 60, header: 'X-Identity', reuse: false } },
   { path: '/plain', upstream: `${up.origin}/plain`, scopes: ['mcp:tools'] },
   { path: '/other', upstream: `${origin.replace(/:\d+$/, ':1')}/never`, scopes: ['mcp:tools'] }

@@ -177,7 +177,7 @@ routes:
 `
   const generated = parseConfig(base, { env: { S: 'secret', KEY: 'ApiKey abc' }, baseDir: dir })
   const [a, b, c] = generated.routes as [RouteConfig, RouteConfig, RouteConfig]
-  t.same(a.identityAssertion, { audience: 'https://up.example.com:8443', ttlSeconds: 30, header: 'x-gateway-assertion', reuse: true }, 'defaults: aud is the upstream origin')
+  t.same(a.identityAssertion, { audience: 'https://up.example.com:8443', ttlSeconds: 30, header: 'x-gateway-assertion', reuse: false }, 'defaults: aud is the upstream origin, one assertion per request')
   t.same(a.upstreamAuth, { type: 'none' }, 'upstreamAuth defaults to none')
   t.same(b.identityAssertion, { audience: 'urn:b', ttlSeconds: 60, header: 'x-identity', reuse: false })
   t.same(b.upstreamAuth, { type: 'clientCredentials', header: 'x-upstream-token', tokenEndpoint: 'https://as.example.com/token', clientId: 'gw', clientSecret: 'secret', authMethod: 'client_secret_basic', scope: 'up:read up:write', resource: undefined, audience: 'api', timeoutMs: 5000 })
