@@ -2,7 +2,8 @@
  * createGateway(config): builds the Fastify app and registers the plugins in
  * hook order. No request logic lives here.
  */
-import type { ServerResponse } from 'node:http'
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
+import type { Duplex } from 'node:stream'
 import Fastify, { LogController, type FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import type { GatewayConfig } from './config/types.js'
@@ -18,15 +19,25 @@ import { clientErrorResponse, publicErrorOf, sendError } from './plugins/http-er
 import { logRequest } from './plugins/request-log.js'
 import { applyRouteCors } from './plugins/origin.js'
 import { httpServerOptions, registerEdge } from './plugins/edge.js'
+// For runtime.ts, which creates the listening server itself (only gateway.ts and plugins/ import plugins/).
+export { httpServerOptions }
 import type { Redis } from 'ioredis'
 import { createRedis, startRedis, stopRedis } from './session/redis.js'
-import { createSessionBinder } from './session/binding.js'
+import { createSessionBinder, type SessionBinder } from './session/binding.js'
 
 export interface GatewayOptions {
   /** Loggers to use; default: pino to stdout at config.logLevel. */
   loggers?: Loggers
   /** Verifier timing overrides (tests). */
   verifier?: VerifierOptions
+  /**
+   * Build for a server owned by the caller (runtime.ts, SIGHUP reload): Fastify gets a server that
+   * never listens, requests come in through `handler`, start() replaces listen(), and close()
+   * leaves the caller's loggers open.
+   */
+  external?: boolean
+  /** A memory session binder kept across reloads (runtime.ts); the gateway uses it and leaves closing it to the caller. */
+  sessions?: SessionBinder
 }
 
 export interface Gateway {
@@ -37,10 +48,33 @@ export interface Gateway {
   readonly redis: Redis | undefined
   /** Write out buffered log lines now (before a fatal exit, at a signal). */
   flushLogs: () => void
+  /** With `external`: Fastify's request handler, to call for each request of the caller's server. */
+  readonly handler: ((req: IncomingMessage, res: ServerResponse) => void) | undefined
+  /** Log warnings, start discovery (and Redis) and make the app ready, without listening. */
+  start: () => Promise<void>
   /** Start discovery and listen. Resolves with the bound address. */
   listen: () => Promise<{ host: string, port: number, url: string }>
   /** Stop accepting connections; wait up to config.shutdownTimeoutMs for in-flight requests, then close what is left. */
   close: () => Promise<void>
+}
+
+/**
+ * HTTP parse errors: our body, then close; a reset socket needs nothing. Exported for the
+ * reloadable runtime (runtime.ts), which owns the listening server itself.
+ */
+export function onClientError (err: NodeJS.ErrnoException, socket: Duplex): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return
+  // The response attached to the socket is either this bad request's own (its body failed to parse:
+  // answer 400 if nothing was sent yet, as Node does) or, with pipelining, an earlier complete
+  // request's still in flight: a 400 written now would be read as that request's answer.
+  const res = (socket as unknown as { _httpMessage?: ServerResponse | null })._httpMessage
+  if (res != null && res.req?.complete === true && !res.writableEnded) {
+    // Let that answer finish (nothing after it is parsed any more), then close.
+    res.once('close', () => { socket.destroy() })
+    return
+  }
+  if (socket.writable && res?.headersSent !== true) socket.write(clientErrorResponse(err.code))
+  socket.destroy()
 }
 
 export function createGateway (config: GatewayConfig, opts: GatewayOptions = {}): Gateway {
@@ -50,6 +84,7 @@ export function createGateway (config: GatewayConfig, opts: GatewayOptions = {})
 
   // Header size and header/request timeouts (slowloris) are enforced by Node's HTTP server.
   const serverOptions = httpServerOptions(config.limits)
+  let handler: ((req: IncomingMessage, res: ServerResponse) => void) | undefined
   const app = Fastify({
     loggerInstance: logger,
     // Fastify's own per-request lines are replaced by ours (onResponse below).
@@ -63,25 +98,13 @@ export function createGateway (config: GatewayConfig, opts: GatewayOptions = {})
     exposeHeadRoutes: false,
     return503OnClosing: true,
     // HTTP parse errors: our body, then close; a reset socket needs nothing.
-    clientErrorHandler: (err: NodeJS.ErrnoException, socket) => {
-      if (err.code === 'ECONNRESET' || socket.destroyed) return
-      // The response attached to the socket is either this bad request's own (its body failed to parse:
-      // answer 400 if nothing was sent yet, as Node does) or, with pipelining, an earlier complete
-      // request's still in flight: a 400 written now would be read as that request's answer.
-      const res = (socket as unknown as { _httpMessage?: ServerResponse | null })._httpMessage
-      if (res != null && res.req?.complete === true && !res.writableEnded) {
-        // Let that answer finish (nothing after it is parsed any more), then close.
-        res.once('close', () => { socket.destroy() })
-        return
-      }
-      if (socket.writable && res?.headersSent !== true) socket.write(clientErrorResponse(err.code))
-      socket.destroy()
-    },
+    clientErrorHandler: onClientError,
     // Malformed URLs (bad percent-encoding) get our error body, not Fastify's, which echoes the path.
     frameworkErrors: (_err, request, reply) => {
       request.outcome = 'invalid_request'
       void sendError(reply, 400, 'invalid_request', 'The request URL is malformed')
     },
+    ...(opts.external === true ? { serverFactory: (h: (req: IncomingMessage, res: ServerResponse) => void) => { handler = h; return createServer() } } : {}),
     ...(config.listen.tls !== undefined ? { https: { cert: config.listen.tls.cert, key: config.listen.tls.key, ...serverOptions } } : {})
   }) as unknown as FastifyInstance
 
@@ -120,22 +143,28 @@ export function createGateway (config: GatewayConfig, opts: GatewayOptions = {})
   if (signingKeys !== undefined) registerJwks(app, signingKeys)
   // One Redis connection for every store set to redis (session bindings; rate limits take the same client).
   const redis = config.redis === undefined ? undefined : createRedis(config.redis, logger)
-  const sessions = createSessionBinder(config.sessions, redis, logger)
+  const sessions = opts.sessions ?? createSessionBinder(config.sessions, redis, logger)
   // Client address (trustProxy), stream bounds and rate limits, shared by every route.
   const edge = registerEdge(app, config, redis)
   for (const route of config.routes) registerMcpRoute(app, { route, authenticator, publicUrl: config.publicUrl, signingKeys, sessions, ...edge })
 
   let closing: Promise<void> | undefined
+  const start = async (): Promise<void> => {
+    for (const w of config.warnings) logger.warn({ warning: w }, 'risky configuration')
+    authenticator.start()
+    if (redis !== undefined) startRedis(redis)
+    await app.ready()
+  }
   return {
     app,
     authenticator,
     logger,
     redis,
     flushLogs: loggers.flush,
+    handler,
+    start,
     async listen () {
-      for (const w of config.warnings) logger.warn({ warning: w }, 'risky configuration')
-      authenticator.start()
-      if (redis !== undefined) startRedis(redis)
+      await start()
       await app.listen({ host: config.listen.host, port: config.listen.port })
       const addr = app.server.address()
       const port = typeof addr === 'object' && addr !== null ? addr.port : config.listen.port
@@ -155,9 +184,9 @@ export function createGateway (config: GatewayConfig, opts: GatewayOptions = {})
         app.server.closeIdleConnections()
         await app.close()
         clearTimeout(timer)
-        sessions.close()
+        if (opts.sessions === undefined) sessions.close()
         if (redis !== undefined) await stopRedis(redis)
-        loggers.close()
+        if (opts.external !== true) loggers.close()
       })()
       return closing
     }

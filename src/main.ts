@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { ConfigError } from './errors.js'
 import { loadConfigFile, resolveConfigPath } from './config/load.js'
-import { createGateway } from './gateway.js'
+import { createRuntime } from './runtime.js'
 
 const HELP = `Usage: mcp-auth-gateway [--config <file>] [--check]
 
@@ -23,7 +23,9 @@ Options:
   -h, --help           print this help
 
 Signals: SIGTERM/SIGINT stop accepting connections and let in-flight requests
-finish (bounded by shutdownTimeoutSeconds).
+finish (bounded by shutdownTimeoutSeconds). SIGHUP re-reads the config file:
+a valid one applies to new requests while open streams continue; an invalid
+one is refused with its problems logged, and the current config keeps serving.
 `
 
 function version (): string {
@@ -80,7 +82,7 @@ async function main (argv: string[]): Promise<number> {
     return 0
   }
 
-  const gateway = createGateway(config)
+  const gateway = createRuntime(config, { load: () => loadConfigFile(path), source: path })
   try {
     await gateway.listen()
   } catch (err) {
@@ -96,8 +98,13 @@ async function main (argv: string[]): Promise<number> {
       gateway.flushLogs()
       gateway.close().then(() => { resolve(0) }, () => { resolve(3) })
     }
-    process.once('SIGTERM', () => { stop('SIGTERM') })
-    process.once('SIGINT', () => { stop('SIGINT') })
+    const hup = (): void => {
+      gateway.logger.info({ signal: 'SIGHUP', file: path }, 'reloading the configuration')
+      void gateway.reload()
+    }
+    process.on('SIGHUP', hup)
+    process.once('SIGTERM', () => { process.off('SIGHUP', hup); stop('SIGTERM') })
+    process.once('SIGINT', () => { process.off('SIGHUP', hup); stop('SIGINT') })
   })
 }
 

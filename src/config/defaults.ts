@@ -143,6 +143,10 @@ export const DEFAULT_HEADERS_TIMEOUT_SECONDS = 10
 export const DEFAULT_REQUEST_TIMEOUT_SECONDS = 60
 /** How often Node checks sockets against the header and request timeouts (Node's default is 30 s, which would stretch a 10 s bound to 40 s). */
 export const CONNECTIONS_CHECK_INTERVAL_MS = 1_000
+/** Idle keep-alive time of a client connection: Fastify's own default, kept for the reloadable server (runtime.ts) it no longer creates. */
+export const SERVER_KEEP_ALIVE_TIMEOUT_MS = 72_000
+/** SIGHUP reload: how long the new config's authorization servers may take to be ready before the reload is abandoned. */
+export const RELOAD_READY_TIMEOUT_MS = 10_000
 /** Open SSE streams (GET streams, legacy /sse) across all callers; more get 503. Each holds a client socket and an upstream connection. */
 export const DEFAULT_MAX_STREAMS = 10_000
 /** Open SSE streams per caller (issuer and subject); more get 429. A client needs one per session. */

@@ -1,0 +1,263 @@
+/**
+ * The reloadable gateway the command line runs: one long-lived HTTP(S) server
+ * and, behind it, the current generation (a Gateway built from one config).
+ * SIGHUP (main.ts) calls reload(): a valid new config becomes a new
+ * generation that takes every new request; the old one keeps its in-flight
+ * requests and streams until they end, bounded by its shutdownTimeoutSeconds,
+ * then is closed (its discovery, Redis client and session store with it).
+ * Fastify cannot change routes after listen, hence one app per generation.
+ */
+import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import { createServer as createHttpsServer } from 'node:https'
+import type { Logger } from 'pino'
+import type { GatewayConfig } from './config/types.js'
+import { ConfigError } from './errors.js'
+import { createGateway, httpServerOptions, onClientError, type Gateway } from './gateway.js'
+import { createLoggers, type Loggers } from './observability/logger.js'
+import { createSessionBinder, type SessionBinder } from './session/binding.js'
+import { RELOAD_READY_TIMEOUT_MS, SERVER_KEEP_ALIVE_TIMEOUT_MS } from './config/defaults.js'
+
+/** One config's app and the responses it still owes. */
+interface Generation {
+  readonly config: GatewayConfig
+  readonly gateway: Gateway
+  readonly handler: (req: IncomingMessage, res: ServerResponse) => void
+  readonly inflight: Set<ServerResponse>
+  /** Set when retired: called when the last in-flight response closes. */
+  drained: (() => void) | undefined
+  /** Set when retired: cut what is still open now. */
+  cut: (() => void) | undefined
+}
+
+export interface Runtime {
+  readonly logger: Logger
+  flushLogs: () => void
+  /** Start the first generation and listen. Resolves with the bound address. */
+  listen: () => Promise<{ host: string, port: number, url: string }>
+  /**
+   * Load the config again and switch to it. Resolves true when applied; false when refused
+   * (invalid file, a setting that needs a restart, issuers not ready): the current config keeps serving.
+   */
+  reload: () => Promise<boolean>
+  /** Stop accepting connections; drain every generation (bounded), then close them. */
+  close: () => Promise<void>
+  /** Resolves when the current config's issuers are all ready. */
+  whenReady: () => Promise<void>
+}
+
+export interface RuntimeOptions {
+  /** Reads and validates the config file; throws ConfigError with every problem. */
+  load: () => GatewayConfig
+  /** Shown in log lines (the config file path). */
+  source: string
+  loggers?: Loggers
+}
+
+/** The body of a request refused during shutdown (the error body format of plugins/http-errors.ts). */
+const SHUTTING_DOWN_BODY = JSON.stringify({ error: 'temporarily_unavailable', error_description: 'The gateway is shutting down' })
+
+/** Settings bound to the listening socket: changing one needs a restart. */
+function restartOnly (a: GatewayConfig, b: GatewayConfig): string[] {
+  const out: string[] = []
+  if (a.listen.host !== b.listen.host) out.push('listen.host')
+  if (a.listen.port !== b.listen.port) out.push('listen.port')
+  if ((a.listen.tls === undefined) !== (b.listen.tls === undefined)) out.push('listen.tls')
+  // Node reads the header size limit only when the server is created.
+  if (a.limits.maxHeaderBytes !== b.limits.maxHeaderBytes) out.push('limits.maxHeaderBytes')
+  return out
+}
+
+export function createRuntime (initial: GatewayConfig, opts: RuntimeOptions): Runtime {
+  const loggers = opts.loggers ?? createLoggers(initial.logLevel)
+  const logger = loggers.logger
+  let config = initial
+  const serverOptions = httpServerOptions(config.limits)
+  const server: Server = config.listen.tls !== undefined
+    ? createHttpsServer({ cert: config.listen.tls.cert, key: config.listen.tls.key, ...serverOptions })
+    : createHttpServer(serverOptions)
+  // What Fastify sets on a server it creates itself.
+  server.keepAliveTimeout = SERVER_KEEP_ALIVE_TIMEOUT_MS
+  server.on('clientError', onClientError)
+
+  // Memory session bindings outlive a reload while `sessions` is unchanged: a legacy SSE stream still
+  // draining on the old config must keep its POSTs admitted, and Streamable HTTP sessions stay bound to
+  // their owner instead of being re-bound to whoever uses them first. (A redis store is shared anyway.)
+  const memorySessions = (cfg: GatewayConfig): SessionBinder | undefined =>
+    cfg.sessions.store === 'memory' ? createSessionBinder(cfg.sessions, undefined, logger) : undefined
+  let sessions = memorySessions(config)
+  const build = (cfg: GatewayConfig, binder: SessionBinder | undefined): Generation => {
+    const gateway = createGateway(cfg, { loggers, external: true, sessions: binder })
+    return { config: cfg, gateway, handler: gateway.handler!, inflight: new Set(), drained: undefined, cut: undefined }
+  }
+  let current = build(config, sessions)
+  const retiring = new Map<Generation, Promise<void>>()
+  let stopping = false
+
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    if (stopping) {
+      // A request on a kept-alive connection after SIGTERM: refused, as Fastify's return503OnClosing does.
+      res.writeHead(503, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store', connection: 'close' })
+      res.end(SHUTTING_DOWN_BODY)
+      return
+    }
+    const gen = current
+    gen.inflight.add(res)
+    res.once('close', () => {
+      gen.inflight.delete(res)
+      if (gen.inflight.size === 0) gen.drained?.()
+    })
+    gen.handler(req, res)
+  })
+
+  /** Wait for the generation's responses to end, at most timeoutMs, then cut what is left and close it. */
+  const retire = (gen: Generation, timeoutMs: number): Promise<void> => {
+    const p = (async () => {
+      if (gen.inflight.size > 0) {
+        await new Promise<void>((resolve) => {
+          gen.drained = resolve
+          gen.cut = () => {
+            if (gen.inflight.size > 0) logger.warn({ open: gen.inflight.size }, 'drain timeout: cutting open requests and streams')
+            for (const res of gen.inflight) res.destroy()
+            resolve()
+          }
+          const timer = setTimeout(gen.cut, timeoutMs)
+          timer.unref()
+        })
+      }
+      await gen.gateway.close()
+    })().catch((err: unknown) => {
+      logger.error({ err: { name: (err as Error).name, message: (err as Error).message } }, 'closing a previous config failed')
+    })
+    retiring.set(gen, p)
+    void p.then(() => { retiring.delete(gen) })
+    return p
+  }
+
+  let reloading: Promise<boolean> | undefined
+  let again = false
+  let abortWait: (() => void) | undefined
+  const reloadOnce = async (): Promise<boolean> => {
+    let next: GatewayConfig
+    try {
+      next = opts.load()
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err
+      logger.error({ file: opts.source, problems: err.problems.length }, 'config reload rejected: the file is invalid; the current config keeps serving')
+      for (const problem of err.problems) logger.error({ file: opts.source, problem }, 'config problem')
+      return false
+    }
+    const fixed = restartOnly(config, next)
+    if (fixed.length > 0) {
+      logger.error({ file: opts.source, settings: fixed }, `config reload rejected: ${fixed.join(', ')} cannot change without a restart; the current config keeps serving`)
+      return false
+    }
+    const sameSessions = JSON.stringify(next.sessions) === JSON.stringify(config.sessions)
+    const nextSessions = sameSessions ? sessions : memorySessions(next)
+    const gen = build(next, nextSessions)
+    let ready = false
+    try {
+      await gen.gateway.start()
+      // Swap only once every issuer of the new config has its keys: tokens must not see 503s a reload caused.
+      // A shutdown meanwhile ends the wait at once.
+      let timer: NodeJS.Timeout | undefined
+      ready = await Promise.race([
+        gen.gateway.authenticator.whenReady().then(() => true),
+        new Promise<boolean>((resolve) => {
+          timer = setTimeout(() => { resolve(false) }, RELOAD_READY_TIMEOUT_MS)
+          abortWait = () => { resolve(false) }
+        })
+      ])
+      clearTimeout(timer)
+    } finally {
+      abortWait = undefined
+      if (!ready || stopping) {
+        await gen.gateway.close()
+        if (nextSessions !== sessions) nextSessions?.close()
+      }
+    }
+    if (!ready || stopping) {
+      if (!ready && !stopping) logger.error({ file: opts.source, timeoutMs: RELOAD_READY_TIMEOUT_MS }, 'config reload abandoned: the new authorization servers were not ready in time; the current config keeps serving')
+      return false
+    }
+    const old = current
+    const oldSessions = sessions
+    current = gen
+    config = next
+    sessions = nextSessions
+    // Timeouts Node checks per request can change in place; new requests get them.
+    server.headersTimeout = next.limits.headersTimeoutMs
+    server.requestTimeout = next.limits.requestTimeoutMs
+    if (next.listen.tls !== undefined && 'setSecureContext' in server) {
+      (server as unknown as { setSecureContext: (o: object) => void }).setSecureContext({ cert: next.listen.tls.cert, key: next.listen.tls.key })
+    }
+    loggers.logger.level = next.logLevel
+    loggers.access.level = next.logLevel
+    logger.info({ file: opts.source, routes: next.routes.map((r) => r.path), draining: old.inflight.size }, 'config reloaded')
+    loggers.flush()
+    void retire(old, old.config.shutdownTimeoutMs).then(() => {
+      if (oldSessions !== nextSessions) oldSessions?.close()
+      if (!stopping) logger.info({ file: opts.source }, 'previous config drained and closed')
+    })
+    return true
+  }
+
+  return {
+    logger,
+    flushLogs: loggers.flush,
+    whenReady: async () => { await current.gateway.authenticator.whenReady() },
+    async listen () {
+      await current.gateway.start()
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject)
+        server.listen(config.listen.port, config.listen.host, () => { server.off('error', reject); resolve() })
+      })
+      const addr = server.address()
+      const port = typeof addr === 'object' && addr !== null ? addr.port : config.listen.port
+      const host = config.listen.host
+      const url = `${config.listen.tls !== undefined ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`
+      logger.info({ url, publicUrl: config.publicUrl, routes: config.routes.map((r) => r.path) }, 'gateway listening')
+      loggers.flush()
+      return { host, port, url }
+    },
+    reload () {
+      // One reload at a time; signals during one coalesce into one more.
+      if (reloading !== undefined) {
+        again = true
+        return reloading
+      }
+      reloading = (async () => {
+        let applied = false
+        try {
+          do {
+            again = false
+            applied = await reloadOnce()
+          } while (again && !stopping)
+        } catch (err) {
+          logger.error({ err: { name: (err as Error).name, message: (err as Error).message } }, 'config reload failed; the current config keeps serving')
+        } finally {
+          reloading = undefined
+          loggers.flush()
+        }
+        return applied
+      })()
+      return reloading
+    },
+    async close () {
+      stopping = true
+      abortWait?.()
+      const closed = new Promise<void>((resolve) => { server.close(() => { resolve() }) })
+      server.closeIdleConnections()
+      void retire(current, config.shutdownTimeoutMs)
+      // Generations still draining from a reload get the same bound as the current one.
+      const timer = setTimeout(() => { for (const gen of retiring.keys()) gen.cut?.() }, config.shutdownTimeoutMs)
+      timer.unref()
+      await Promise.all([...retiring.values(), reloading])
+      clearTimeout(timer)
+      sessions?.close()
+      // Whatever is left (kept-alive sockets between requests) goes now.
+      server.closeAllConnections()
+      await closed
+      loggers.close()
+    }
+  }
+}
