@@ -77,6 +77,16 @@ export function onClientError (err: NodeJS.ErrnoException, socket: Duplex): void
   socket.destroy()
 }
 
+/** Log the bound address and return it. Startup lines are what operators and supervisors wait for: flushed at once. */
+export function announceListening (config: GatewayConfig, addr: ReturnType<Server['address']>, loggers: Pick<Loggers, 'logger' | 'flush'>): { host: string, port: number, url: string } {
+  const port = typeof addr === 'object' && addr !== null ? addr.port : config.listen.port
+  const host = config.listen.host
+  const url = `${config.listen.tls !== undefined ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`
+  loggers.logger.info({ url, publicUrl: config.publicUrl, routes: config.routes.map((r) => r.path) }, 'gateway listening')
+  loggers.flush()
+  return { host, port, url }
+}
+
 export function createGateway (config: GatewayConfig, opts: GatewayOptions = {}): Gateway {
   const loggers = opts.loggers ?? createLoggers(config.logLevel)
   const logger = loggers.logger
@@ -166,14 +176,7 @@ export function createGateway (config: GatewayConfig, opts: GatewayOptions = {})
     async listen () {
       await start()
       await app.listen({ host: config.listen.host, port: config.listen.port })
-      const addr = app.server.address()
-      const port = typeof addr === 'object' && addr !== null ? addr.port : config.listen.port
-      const host = config.listen.host
-      const url = `${config.listen.tls !== undefined ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`
-      logger.info({ url, publicUrl: config.publicUrl, routes: config.routes.map((r) => r.path) }, 'gateway listening')
-      // Startup lines are what operators and supervisors wait for: never leave them in the buffer.
-      loggers.flush()
-      return { host, port, url }
+      return announceListening(config, app.server.address(), loggers)
     },
     close () {
       closing ??= (async () => {

@@ -12,7 +12,7 @@ import { createServer as createHttpsServer } from 'node:https'
 import type { Logger } from 'pino'
 import type { GatewayConfig } from './config/types.js'
 import { ConfigError } from './errors.js'
-import { createGateway, httpServerOptions, onClientError, type Gateway } from './gateway.js'
+import { announceListening, createGateway, httpServerOptions, onClientError, type Gateway } from './gateway.js'
 import { createLoggers, type Loggers } from './observability/logger.js'
 import { createSessionBinder, type SessionBinder } from './session/binding.js'
 import { RELOAD_READY_TIMEOUT_MS, SERVER_KEEP_ALIVE_TIMEOUT_MS } from './config/defaults.js'
@@ -211,13 +211,7 @@ export function createRuntime (initial: GatewayConfig, opts: RuntimeOptions): Ru
         server.once('error', reject)
         server.listen(config.listen.port, config.listen.host, () => { server.off('error', reject); resolve() })
       })
-      const addr = server.address()
-      const port = typeof addr === 'object' && addr !== null ? addr.port : config.listen.port
-      const host = config.listen.host
-      const url = `${config.listen.tls !== undefined ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`
-      logger.info({ url, publicUrl: config.publicUrl, routes: config.routes.map((r) => r.path) }, 'gateway listening')
-      loggers.flush()
-      return { host, port, url }
+      return announceListening(config, server.address(), loggers)
     },
     reload () {
       // One reload at a time; signals during one coalesce into one more.
