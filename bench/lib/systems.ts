@@ -72,6 +72,9 @@ export async function startFastifyHttpProxy (rt: NodeRuntime, dir: string, o: { 
 
 // ---------------------------------------------------------------- gateway
 
+/** Stream caps of the bench gateways: above the largest idle-streams N. */
+const BENCH_MAX_STREAMS = 100_000
+
 export interface GatewayRoute {
   path: string
   upstream: string
@@ -104,6 +107,8 @@ export async function startGateway (rt: NodeRuntime, dir: string, o: {
     listen: { host: '127.0.0.1', port },
     publicUrl: origin,
     logLevel: o.logLevel,
+    // The idle-streams figure opens up to 10k streams with one token: lift the per-caller and total caps.
+    limits: { maxStreamsPerPrincipal: BENCH_MAX_STREAMS, maxStreams: BENCH_MAX_STREAMS },
     authorizationServers: [{ issuer: o.issuer, jwksUri: o.jwksUri }, ...(o.extraIssuers ?? [])],
     routes: o.routes.map((r) => ({
       path: r.path,
