@@ -2,35 +2,22 @@
  * The mcp-auth-gateway command line as users run it: flags, exit codes, config
  * errors without stack traces, and graceful, bounded shutdown on SIGTERM.
  */
-import { spawn, type ChildProcess } from 'node:child_process'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join, resolve } from 'node:path'
+import { join } from 'node:path'
 import t from 'tap'
 import { stringify } from 'yaml'
 import { startStaticIssuer } from '../helpers/static-issuer.js'
 import { freePort } from '../helpers/net.js'
+import { DIST_MAIN, ROOT, SRC_MAIN, startCli, type Run, type RunningCli } from '../helpers/cli.js'
 
-const ROOT = resolve(import.meta.dirname, '../..')
-const SRC_MAIN = join(ROOT, 'src/main.ts')
-const DIST_MAIN = join(ROOT, 'dist/src/main.js')
 const pkg = (await import('../../package.json', { with: { type: 'json' } })).default as { version: string }
 const dir = mkdtempSync(join(tmpdir(), 'gw-cli-'))
 
-interface Run { code: number | null, signal: NodeJS.Signals | null, stdout: string, stderr: string }
-
-function start (args: string[], env: Record<string, string> = {}, entry = SRC_MAIN): { child: ChildProcess, done: Promise<Run>, stdout: () => string } {
-  // tsx is resolved from this repo, not from the child's cwd (a temp dir).
-  const nodeArgs = entry.endsWith('.ts') ? ['--import', import.meta.resolve('tsx'), entry] : [entry]
-  const child = spawn(process.execPath, [...nodeArgs, ...args], { cwd: dir, env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
-  let stdout = ''
-  let stderr = ''
-  child.stdout!.on('data', (c: Buffer) => { stdout += c.toString() })
-  child.stderr!.on('data', (c: Buffer) => { stderr += c.toString() })
-  const done = new Promise<Run>((resolve) => child.on('close', (code, signal) => { resolve({ code, signal, stdout, stderr }) }))
-  return { child, done, stdout: () => stdout }
+function start (args: string[], env: Record<string, string> = {}, entry = SRC_MAIN): RunningCli {
+  return startCli(args, { cwd: dir, env, entry })
 }
 const run = async (args: string[], env?: Record<string, string>, entry?: string): Promise<Run> => await start(args, env, entry).done
 

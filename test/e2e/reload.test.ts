@@ -4,13 +4,13 @@
  * an invalid one (or one changing listen.port) is refused with its problems logged and
  * the process keeps serving the last good config; SIGTERM still exits 0.
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { execFileSync } from 'node:child_process'
 import { connect } from 'node:tls'
 import { createServer, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join, resolve } from 'node:path'
+import { join } from 'node:path'
 import { Writable } from 'node:stream'
 import t from 'tap'
 import { stringify } from 'yaml'
@@ -19,25 +19,14 @@ import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js'
 import { startStaticIssuer } from '../helpers/static-issuer.js'
 import { startLegacySseUpstream } from '../helpers/upstream.js'
 import { freePort } from '../helpers/net.js'
+import { startCli, type RunningCli } from '../helpers/cli.js'
 import { loadConfigFile } from '../../src/config/load.js'
 import { createLoggers } from '../../src/observability/logger.js'
 import { createRuntime } from '../../src/runtime.js'
 
-const ROOT = resolve(import.meta.dirname, '../..')
-const SRC_MAIN = join(ROOT, 'src/main.ts')
 const dir = mkdtempSync(join(tmpdir(), 'gw-reload-'))
 
-interface Run { code: number | null, signal: NodeJS.Signals | null, stdout: string, stderr: string }
-
-function start (args: string[]): { child: ChildProcess, done: Promise<Run>, stdout: () => string } {
-  const child = spawn(process.execPath, ['--import', import.meta.resolve('tsx'), SRC_MAIN, ...args], { cwd: dir, env: { PATH: process.env.PATH ?? '' }, stdio: ['ignore', 'pipe', 'pipe'] })
-  let stdout = ''
-  let stderr = ''
-  child.stdout!.on('data', (c: Buffer) => { stdout += c.toString() })
-  child.stderr!.on('data', (c: Buffer) => { stderr += c.toString() })
-  const done = new Promise<Run>((resolve) => child.on('close', (code, signal) => { resolve({ code, signal, stdout, stderr }) }))
-  return { child, done, stdout: () => stdout }
-}
+const start = (args: string[]): RunningCli => startCli(args, { cwd: dir })
 
 const waitFor = async (what: () => boolean, ms: number): Promise<boolean> => {
   const deadline = Date.now() + ms

@@ -54,3 +54,25 @@ export async function waitForPort(port: number, timeoutMs = 10_000, host = '127.
     await sleep(50);
   }
 }
+
+/** A raw HTTP answer: status, headers, body text. */
+export interface RawResponse { status: number, headers: import('node:http').IncomingHttpHeaders, body: string }
+
+/**
+ * One request with node:http, so repeated headers go out as separate lines and
+ * the path is sent exactly as written (fetch would normalise the URL first).
+ */
+export async function rawRequest (origin: string, method: string, path: string, headers: Record<string, string | string[]>, body?: string): Promise<RawResponse> {
+  const { request } = await import('node:http')
+  const url = new URL(origin)
+  return await new Promise((resolve, reject) => {
+    const req = request({ host: url.hostname, port: url.port, path, method, headers, agent: false }, (res) => {
+      let text = ''
+      res.setEncoding('utf8')
+      res.on('data', (c: string) => { text += c })
+      res.on('end', () => { resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text }) })
+    })
+    req.on('error', reject)
+    req.end(body)
+  })
+}

@@ -4,12 +4,12 @@
  * (valid tokens), a static issuer (hand-shaped bad tokens) and a real SDK
  * MCP upstream.
  */
-import { request as httpRequest } from 'node:http'
 import t from 'tap'
 import { startAuthServer } from '../helpers/as.js'
 import { startStaticIssuer, unsignedJwt, hs256WithPublicKey } from '../helpers/static-issuer.js'
 import { startStatefulUpstream } from '../helpers/upstream.js'
 import { startGateway, mcpHeaders, INITIALIZE_BODY } from '../helpers/gateway.js'
+import { rawRequest, type RawResponse } from '../helpers/net.js'
 
 const as = await startAuthServer()
 const st = await startStaticIssuer({ alg: 'ES256' })
@@ -90,17 +90,8 @@ const rows: Row[] = [
 ]
 
 /** Raw request so that repeated headers are sent as separate lines. */
-function send (method: string, path: string, headers: Record<string, string | string[]>, body?: string): Promise<{ status: number, headers: Record<string, string | string[] | undefined>, body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = httpRequest(gw.url + path, { method, headers }, (res) => {
-      let text = ''
-      res.setEncoding('utf8')
-      res.on('data', (c: string) => { text += c })
-      res.on('end', () => { resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text }) })
-    })
-    req.on('error', reject)
-    req.end(body)
-  })
+async function send (method: string, path: string, headers: Record<string, string | string[]>, body?: string): Promise<RawResponse> {
+  return await rawRequest(gw.url, method, path, headers, body)
 }
 
 for (const row of rows) {

@@ -10,13 +10,14 @@
  */
 import { createHmac, KeyObject, sign as cryptoSign } from 'node:crypto'
 import { readFileSync } from 'node:fs'
-import { createServer, request as httpRequest, type IncomingMessage, type Server } from 'node:http'
+import { createServer, type IncomingMessage, type Server } from 'node:http'
 import { connect, type AddressInfo } from 'node:net'
 import t from 'tap'
 import { base64url, CompactSign, exportJWK, generateKeyPair, importPKCS8, type CryptoKey, type JWK } from 'jose'
 import { startAuthServer } from '../helpers/as.js'
 import { hs256WithPublicKey, startStaticIssuer, unsignedJwt } from '../helpers/static-issuer.js'
 import { startGateway, INITIALIZE_BODY } from '../helpers/gateway.js'
+import { rawRequest } from '../helpers/net.js'
 
 /** One request as the upstream received it. */
 interface Seen { method: string, url: string, rawHeaders: string[], body: string }
@@ -135,20 +136,10 @@ type Test = Parameters<NonNullable<Parameters<typeof t.test>[0]>>[0]
 
 interface Response { status: number, headers: Record<string, string | string[] | undefined>, body: string }
 
-const gwPort = Number(new URL(gw.url).port)
 
 /** Repeated headers go out as separate lines; the path is sent as written (a URL string would be normalised first). */
-function send (method: string, path: string, headers: Record<string, string | string[]>, body?: string): Promise<Response> {
-  return new Promise((resolve, reject) => {
-    const req = httpRequest({ host: '127.0.0.1', port: gwPort, path, method, headers, agent: false }, (res) => {
-      let text = ''
-      res.setEncoding('utf8')
-      res.on('data', (c: string) => { text += c })
-      res.on('end', () => { resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text }) })
-    })
-    req.on('error', reject)
-    req.end(body)
-  })
+async function send (method: string, path: string, headers: Record<string, string | string[]>, body?: string): Promise<Response> {
+  return await rawRequest(gw.url, method, path, headers, body)
 }
 
 /** Writes `raw` on a fresh socket; resolves with everything the gateway wrote and whether it closed the connection. */

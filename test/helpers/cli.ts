@@ -1,0 +1,28 @@
+/**
+ * Runs the mcp-auth-gateway command line as a child process (src through tsx,
+ * or the built dist), capturing its output, for the CLI and reload tests.
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { join, resolve } from 'node:path'
+
+export const ROOT = resolve(import.meta.dirname, '../..')
+export const SRC_MAIN = join(ROOT, 'src/main.ts')
+export const DIST_MAIN = join(ROOT, 'dist/src/main.js')
+
+export interface Run { code: number | null, signal: NodeJS.Signals | null, stdout: string, stderr: string }
+
+export interface RunningCli { child: ChildProcess, done: Promise<Run>, stdout: () => string }
+
+/** Start the CLI in `cwd` with only PATH plus `env` in its environment. */
+export function startCli (args: string[], opts: { cwd: string, env?: Record<string, string>, entry?: string }): RunningCli {
+  const entry = opts.entry ?? SRC_MAIN
+  // tsx is resolved from this repo, not from the child's cwd (a temp dir).
+  const nodeArgs = entry.endsWith('.ts') ? ['--import', import.meta.resolve('tsx'), entry] : [entry]
+  const child = spawn(process.execPath, [...nodeArgs, ...args], { cwd: opts.cwd, env: { PATH: process.env.PATH ?? '', ...(opts.env ?? {}) }, stdio: ['ignore', 'pipe', 'pipe'] })
+  let stdout = ''
+  let stderr = ''
+  child.stdout!.on('data', (c: Buffer) => { stdout += c.toString() })
+  child.stderr!.on('data', (c: Buffer) => { stderr += c.toString() })
+  const done = new Promise<Run>((resolve) => child.on('close', (code, signal) => { resolve({ code, signal, stdout, stderr }) }))
+  return { child, done, stdout: () => stdout }
+}
