@@ -230,9 +230,13 @@ const authorizationServerSchema = z.strictObject({
   requireIssuer: z.boolean().optional(),
   /** Where identity is read from, overriding the profile. */
   claims: z.strictObject({
+    /** Claim (or ordered candidates, first present wins) holding the subject; it must be a non-empty string. */
     subject: claimCandidates.optional(),
+    /** Claim (or ordered candidates, first non-empty string wins) holding the client id; optional in tokens. */
     clientId: claimCandidates.optional(),
+    /** Claims whose union is the granted scopes (space-separated strings or lists). */
     scopes: claimList.optional(),
+    /** Claims whose union is the roles sent upstream; never used for scope checks. */
     roles: claimList.optional()
   }).optional(),
   /** Claims that must have exactly this value, added to (or overriding) the profile's. */
@@ -262,10 +266,15 @@ const policySchema = z.strictObject({
 })
 
 const identityHeadersSchema = z.strictObject({
+  /** Header carrying the caller's subject. Default X-Forwarded-User. */
   subject: headerName.optional(),
+  /** Header carrying the token's client id (not sent when the token has none). Default X-Forwarded-Client-Id. */
   clientId: headerName.optional(),
+  /** Header carrying the granted scopes, space-separated. Default X-Forwarded-Scopes. */
   scopes: headerName.optional(),
+  /** Header carrying the issuer that verified the token. Default X-Forwarded-Issuer. */
   issuer: headerName.optional(),
+  /** Header carrying the roles, space-separated (sent only when there are some). Default X-Forwarded-Roles. */
   roles: headerName.optional()
 })
 
@@ -283,13 +292,13 @@ const identityAssertionSchema = z.strictObject({
 
 const UPSTREAM_AUTH_TYPES = ['none', 'header', 'clientCredentials', 'tokenExchange'] as const
 /** The keys each upstreamAuth type accepts besides `type`. */
-const UPSTREAM_AUTH_KEYS: Readonly<Record<(typeof UPSTREAM_AUTH_TYPES)[number], readonly string[]>> = {
+export const UPSTREAM_AUTH_KEYS: Readonly<Record<(typeof UPSTREAM_AUTH_TYPES)[number], readonly string[]>> = {
   none: [],
   header: ['name', 'value'],
   clientCredentials: ['name', 'tokenEndpoint', 'clientId', 'clientSecret', 'authMethod', 'scope', 'resource', 'audience', 'timeoutSeconds'],
   tokenExchange: ['name', 'tokenEndpoint', 'clientId', 'clientSecret', 'authMethod', 'scope', 'resource', 'audience', 'timeoutSeconds']
 }
-const UPSTREAM_AUTH_REQUIRED: Readonly<Record<(typeof UPSTREAM_AUTH_TYPES)[number], readonly string[]>> = {
+export const UPSTREAM_AUTH_REQUIRED: Readonly<Record<(typeof UPSTREAM_AUTH_TYPES)[number], readonly string[]>> = {
   none: [],
   header: ['value'],
   clientCredentials: ['tokenEndpoint', 'clientId', 'clientSecret'],
@@ -400,17 +409,25 @@ const routeSchema = z.strictObject({
   allowedOrigins: allowedOriginList.optional(),
   /** Upstream timeouts. */
   timeouts: z.strictObject({
+    /** Time allowed to connect to the upstream (TLS handshake included); then 504. Default 10. */
     connectSeconds: seconds(300).optional(),
+    /** Time allowed for the upstream's response headers; then 504. Default 300. */
     headersSeconds: seconds(86_400).optional(),
+    /** Longest silence inside the upstream's response body (SSE keep-alives count); then the connection is cut. Default 300. */
     idleSeconds: seconds(86_400).optional()
   }).optional()
 })
 
 const listenSchema = z.strictObject({
+  /** Address to listen on. Default 127.0.0.1 (loopback only; use 0.0.0.0 in a container). */
   host: z.string().min(1).optional(),
+  /** TCP port; 0 picks a free one. Default 8080. */
   port: z.number().int({ message: 'not an integer: port must be an integer' }).min(0, { message: 'out of range: port must be 0–65535' }).max(65535, { message: 'out of range: port must be 0–65535' }).optional(),
+  /** Terminate HTTPS here with this certificate and key (read once at load time). Default: plain HTTP. */
   tls: z.strictObject({
+    /** PEM certificate chain; relative to the config file's directory. */
     certFile: z.string().min(1),
+    /** PEM private key matching certFile; relative to the config file's directory. */
     keyFile: z.string().min(1)
   }).optional()
 })
@@ -470,7 +487,9 @@ const sessionsSchema = z.strictObject({
 
 /** The whole configuration file. */
 export const configSchema = z.strictObject({
+  /** Where the gateway listens. */
   listen: listenSchema.optional(),
+  /** The origin MCP clients use (scheme, host, port; no path); resource and metadata URLs are built from it. */
   publicUrl,
   /**
    * Browser origins allowed to call the MCP routes (CORS). A request whose Origin is not
@@ -486,11 +505,15 @@ export const configSchema = z.strictObject({
   sessions: sessionsSchema.optional(),
   /** The Redis connection shared by every store set to redis. */
   redis: redisSchema.optional(),
+  /** Authorization servers whose access tokens are accepted (at least one). */
   authorizationServers: z.array(authorizationServerSchema).min(1, { message: 'empty list: at least one authorization server is required' }),
+  /** Protected routes: a public path prefix proxied to an upstream MCP server (at least one). */
   routes: z.array(routeSchema).min(1, { message: 'empty list: at least one route is required' }),
   /** Limits applied to every request. */
   limits: z.strictObject({
+    /** Largest request body read (bytes); more gets 413. Default 4194304. */
     maxBodyBytes: z.number().int().positive().max(256 * 1024 * 1024, { message: 'too large: must be at most 268435456 bytes' }).optional(),
+    /** Longest bearer token accepted (characters); more gets 401. Default 8192. */
     maxTokenBytes: z.number().int().min(256, { message: 'too small: must be at least 256 bytes' }).max(16 * 1024, { message: 'too large: must be at most 16384 bytes' }).optional(),
     /** Largest request line plus headers (bytes); more gets 431. Default 16384. */
     maxHeaderBytes: z.number().int().min(4096, { message: 'too small: must be at least 4096 bytes' }).max(1024 * 1024, { message: 'too large: must be at most 1048576 bytes' }).optional(),
@@ -498,13 +521,14 @@ export const configSchema = z.strictObject({
     headersTimeoutSeconds: seconds(3600).optional(),
     /** Time allowed to receive the whole request, body included (not the response); then 408. Default 60. */
     requestTimeoutSeconds: seconds(3600).optional(),
-    /** Open SSE streams in total; more get 503. Default 10000. */
+    /** Open SSE streams in total (GET streams and SSE answers to POSTs); more get 503. Default 10000. */
     maxStreams: z.number().int().positive({ message: 'not positive: must be at least 1 stream' }).max(10_000_000, { message: 'too large: must be at most 10000000 streams' }).optional(),
-    /** Open SSE streams per caller (issuer and subject); more get 429. Default 100. */
+    /** Open SSE streams per caller (issuer and subject), GET streams and SSE answers to POSTs; more get 429. Default 100. */
     maxStreamsPerPrincipal: z.number().int().positive({ message: 'not positive: must be at least 1 stream' }).max(10_000_000, { message: 'too large: must be at most 10000000 streams' }).optional()
   }).optional(),
   /** Verified-token cache. */
   tokenCache: z.strictObject({
+    /** Verified tokens cached per route (LRU, never used past exp); 0 disables the cache. Default 10000. */
     maxEntries: z.number().int().min(0, { message: 'negative: must be 0 (disabled) or more' }).max(10_000_000).optional()
   }).optional(),
   /** Serve an issuer's AS metadata on the gateway origin (for 2025-03-26 clients): true with one issuer, or the issuer URL. */

@@ -31,7 +31,7 @@ import { MAX_SSE_ENDPOINT_SCAN_BYTES } from '../config/defaults.js'
 import { sendError, sendJsonRpcError } from './http-errors.js'
 import { applyRouteCors, compileRouteCors } from './origin.js'
 import type { RateLimits } from './rate-limit.js'
-import { openStream } from './stream-limit.js'
+import { admitStreamable, openStream } from './stream-limit.js'
 import { compileClientAddress, type ClientAddressResolver } from '../proxy/client-ip.js'
 import type { StreamLimiter } from '../proxy/stream-limits.js'
 import { logRequest } from './request-log.js'
@@ -280,10 +280,18 @@ export function registerMcpRoute (app: FastifyInstance, deps: McpRouteDeps): voi
 
   const dispatch = (request: FastifyRequest, reply: FastifyReply, path: string, headers: string[], body: Buffer | string | undefined, requestId: JsonRpcId | undefined, transform: TransformChooser | undefined): void => {
     // GET opens a stream: bounded per caller and in total, its own connection, destroyed with it (proxy/upstream.ts).
+    // Other methods may be answered with a stream (SSE): admitted under the limits, counted while they stream.
     let streamKey: string | undefined
-    if (request.method === 'GET' && streams !== undefined) {
-      streamKey = openStream(streams, request, reply, request.principal!)
-      if (streamKey === undefined) return
+    let onStream: (() => void) | undefined
+    if (streams !== undefined) {
+      if (request.method === 'GET') {
+        streamKey = openStream(streams, request, reply, request.principal!)
+        if (streamKey === undefined) return
+      } else {
+        const key = admitStreamable(streams, request, reply, request.principal!)
+        if (key === undefined) return
+        onStream = () => { streams.track(key); streamKey = key }
+      }
     }
     const stream = request.method === 'GET' ? upstream.streamClient() : undefined
     // The gateway writes the response itself; Fastify still runs onResponse (the log line) on finish.
@@ -297,6 +305,7 @@ export function registerMcpRoute (app: FastifyInstance, deps: McpRouteDeps): voi
       extraResponseHeaders: cors.responseHeaders(request.headers.origin),
       responseTransform: transform,
       observer: request.session ?? undefined,
+      onStream,
       onEnd: (outcome, failure, code, cut) => {
         if (stream !== undefined) void stream.destroy()
         request.session?.end()

@@ -68,6 +68,8 @@ export interface ForwardRequest {
   readonly onEnd: (outcome: ForwardOutcome, failure?: ForwardFailure, code?: string, cut?: boolean) => void
   /** Sees the upstream's status and cleaned headers before anything is sent on (session binding); undefined: none. */
   readonly observer?: ResponseObserver | undefined
+  /** Called once when the upstream answers with an SSE stream (stream bounds); undefined: none. */
+  readonly onStream?: (() => void) | undefined
 }
 
 /** Told of each upstream response as it starts: status, and headers as a flat [name, value, …] list with lowercased names. */
@@ -120,6 +122,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     this.#resume = resume
     const { headers, sse } = cleanResponseHeaders(rawHeaders, this.#req.extraResponseHeaders)
     this.#req.observer?.responseStart(statusCode, headers)
+    if (sse) this.#req.onStream?.()
     const choose = this.#req.responseTransform
     if (choose !== undefined) {
       const t = choose(statusCode, headers, sse)

@@ -41,7 +41,24 @@ export class StreamLimiter {
     return undefined
   }
 
-  /** Give back a slot taken by {@link acquire}. */
+  /** Why a new stream of `key` would be refused now, without taking a slot; undefined: it would be granted. */
+  check (key: string): StreamRefusal | undefined {
+    if ((this.#open.get(key) ?? 0) >= this.#maxPerPrincipal) return 'principal'
+    if (this.#total >= this.#maxTotal) return 'total'
+    return undefined
+  }
+
+  /**
+   * Count a stream that cannot be refused any more (an SSE answer to a POST the
+   * upstream has already run): it takes a slot even over the limits, so later
+   * streams and POSTs of that caller see it. Release it with {@link release}.
+   */
+  track (key: string): void {
+    this.#open.set(key, (this.#open.get(key) ?? 0) + 1)
+    this.#total++
+  }
+
+  /** Give back a slot taken by {@link acquire} or {@link track}. */
   release (key: string): void {
     const n = this.#open.get(key)
     if (n === undefined) return

@@ -13,6 +13,8 @@ import { startGateway, mcpHeaders } from '../helpers/gateway.js'
 
 const as = await startAuthServer()
 const up = await startStatelessUpstream({ jsonResponse: true })
+// Answers POSTs with SSE streams (slow_progress keeps one open while it reports progress).
+const sseUp = await startStatelessUpstream({ jsonResponse: false })
 const RESOURCE = 'https://mcp.bounds.test/mcp'
 as.registerResource({ url: RESOURCE, scope: 'mcp:tools' })
 
@@ -27,7 +29,8 @@ const gw = await startGateway(() => ({
   routes: [
     { path: '/mcp', upstream: up.origin, scopes: ['mcp:tools'], resource: RESOURCE },
     { path: '/tls-silent', upstream: `https://127.0.0.1:${silentPort}`, scopes: ['mcp:tools'], resource: RESOURCE, timeouts: { connectSeconds: 0.5 } },
-    { path: '/first-byte', upstream: up.origin, scopes: ['mcp:tools'], resource: RESOURCE, timeouts: { headersSeconds: 0.4 } }
+    { path: '/first-byte', upstream: up.origin, scopes: ['mcp:tools'], resource: RESOURCE, timeouts: { headersSeconds: 0.4 } },
+    { path: '/sse-post', upstream: sseUp.origin, scopes: ['mcp:tools'], resource: RESOURCE }
   ],
   limits: {
     maxBodyBytes: 2048,
@@ -42,6 +45,7 @@ const gw = await startGateway(() => ({
 t.teardown(async () => {
   await gw.close()
   await up.close()
+  await sseUp.close()
   for (const s of silentSockets) s.destroy()
   silent.close()
   await as.close()
@@ -139,8 +143,12 @@ t.test('SSE streams: limits.maxStreamsPerPrincipal → 429, limits.maxStreams �
   t.strictSame(third.body, { error: 'too_many_streams', error_description: 'Too many open streams for this caller; close one and retry' })
   t.equal(third.headers.get('retry-after'), '5')
   t.equal(third.headers.get('access-control-allow-origin'), gw.url, 'readable by an allowed browser origin')
+  // A POST may be answered with a stream, so a caller at its stream limit cannot start one.
+  const postsBefore = up.requests.filter((r) => r.method === 'POST').length
   const post = await fetch(`${gw.url}/mcp/mcp`, { method: 'POST', headers: mcpHeaders(alice), body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list' }) })
-  t.equal(post.status, 200, 'POST requests are not streams: unaffected')
+  t.equal(post.status, 429, 'a POST of a caller at its stream limit: 429')
+  t.equal(up.requests.filter((r) => r.method === 'POST').length, postsBefore, 'the refused POST never reached the upstream')
+  t.equal((await fetch(`${gw.url}/mcp/mcp`, { method: 'POST', headers: mcpHeaders(bob), body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list' }) })).status, 200, 'another caller under its limit: POST unaffected')
   t.equal((await stream(bob)).status, 200, 'bob stream 1 (3 open in total)')
   const total = await stream(bob)
   t.equal(total.status, 503, 'bob stream 2: over the gateway total')
@@ -152,6 +160,51 @@ t.test('SSE streams: limits.maxStreamsPerPrincipal → 429, limits.maxStreams �
   while (Date.now() < deadline && (again = (await stream(alice)).status) !== 200) await new Promise((resolve) => setTimeout(resolve, 50))
   t.equal(again, 200, 'a closed stream gives its slot back')
   t.ok(gw.requestLogs().filter((l) => l.outcome === 'too_many_streams').length >= 2, 'refusals logged as too_many_streams')
+})
+
+t.test('SSE answers to POSTs hold a stream slot while they stream (regression: they were not counted)', async (t) => {
+  const open: AbortController[] = []
+  t.teardown(() => { for (const ac of open) ac.abort() })
+  // Slots from the previous test come back asynchronously once its streams are aborted.
+  const getStatus = async (token: string): Promise<number> => {
+    const ac = new AbortController()
+    const res = await fetch(`${gw.url}/mcp/ticks?n=2&interval=3000`, { headers: { authorization: `Bearer ${token}` }, signal: ac.signal })
+    if (res.status === 200) open.push(ac)
+    else await res.arrayBuffer()
+    return res.status
+  }
+  let first = 0
+  const deadline = Date.now() + 3000
+  while (Date.now() < deadline && (first = await getStatus(alice)) !== 200) await new Promise((resolve) => setTimeout(resolve, 50))
+  t.equal(first, 200, 'alice: one GET stream open')
+  // A tools/call answered as SSE: progress every 1 s, so the answer stays open.
+  const sseCall = async (token: string, id: number): Promise<{ status: number, ac: AbortController, type: string | null }> => {
+    const ac = new AbortController()
+    const res = await fetch(`${gw.url}/sse-post/mcp`, {
+      method: 'POST',
+      headers: mcpHeaders(token),
+      signal: ac.signal,
+      body: JSON.stringify({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'slow_progress', arguments: { steps: 20, intervalMs: 1000 }, _meta: { progressToken: id } } })
+    })
+    if (res.status === 200) {
+      open.push(ac)
+      await res.body!.getReader().read()
+    } else await res.arrayBuffer()
+    return { status: res.status, ac, type: res.headers.get('content-type') }
+  }
+  const call = await sseCall(alice, 10)
+  t.equal(call.status, 200, 'alice: a POST answered with a stream')
+  t.match(call.type, /^text\/event-stream/, 'the answer is SSE')
+  t.equal(await getStatus(alice), 429, 'alice: the streaming POST answer took her second slot, a GET stream is refused')
+  const refused = await sseCall(alice, 11)
+  t.equal(refused.status, 429, 'alice: a further POST is refused while both slots stream')
+  t.equal(await getStatus(bob), 200, 'bob: the third slot of the gateway total')
+  t.equal((await sseCall(bob, 12)).status, 503, 'bob: a POST over the gateway total → 503')
+  call.ac.abort()
+  let again = 0
+  const until = Date.now() + 3000
+  while (Date.now() < until && (again = await getStatus(alice)) !== 200) await new Promise((resolve) => setTimeout(resolve, 50))
+  t.equal(again, 200, 'the streaming answer gave its slot back when it ended')
 })
 
 t.test('upstream connect timeout (routes[].timeouts.connectSeconds) → 504', async (t) => {

@@ -89,6 +89,22 @@ t.test('StreamLimiter: per caller, then in total; release gives the slot back', 
   t.equal(l.openFor('alice'), 0)
 })
 
+t.test('StreamLimiter: check takes nothing; track counts a stream over the limits; release gives it back', async (t) => {
+  const l = new StreamLimiter(3, 2)
+  t.equal(l.check('alice'), undefined, 'under both limits')
+  t.equal(l.total, 0, 'check takes no slot')
+  l.track('alice'); l.track('alice')
+  t.equal(l.check('alice'), 'principal', 'alice at her limit')
+  t.equal(l.acquire('alice'), 'principal', 'tracked streams count against acquire')
+  l.track('alice')
+  t.equal(l.openFor('alice'), 3, 'track is never refused (the upstream already answered)')
+  t.equal(l.check('bob'), 'total', 'the total counts tracked streams')
+  l.release('alice')
+  t.equal(l.check('bob'), undefined, 'a released tracked slot is free again')
+  l.release('alice'); l.release('alice')
+  t.equal(l.total, 0)
+})
+
 const BASE = `publicUrl: https://mcp.example.com
 authorizationServers: [{ issuer: https://as.example.com }]
 routes:
