@@ -15,7 +15,7 @@ import { runLoad, type LoadGen, type LoadResult, type LoadSpec } from './load.js
 import { clockTicks, cpuSecondsBetween, onExit, rssBytes, sampleCpu, sh, stopAll, stopChild, type Child } from './procs.js'
 import { spread, type Spread } from './stats.js'
 import { idleStreams, sseDelays, startTickServer, summarizeDelays, type DelaySample, type IdleStreamsResult } from './streaming.js'
-import { startBareUpstream, startExpressBaseline, startFastifyHttpProxy, startGateway, startHaproxy, startNginx, startSdkUpstream, type GatewayEntry, type GatewayRoute, type NodeRuntime, type Started } from './systems.js'
+import { startBareUpstream, startExpressBaseline, startFastifyHttpProxy, startGateway, startNodeUndici, startHaproxy, startNginx, startSdkUpstream, type GatewayEntry, type GatewayRoute, type NodeRuntime, type Started } from './systems.js'
 import { BENCH_SCOPE, makeKey, signToken, startJwksServer } from './tokens.js'
 import { ensureAutocannon, ensureTools, type ToolName, type Tools } from './tools.js'
 import { startAuthServer } from '../../test/helpers/as.js'
@@ -323,7 +323,7 @@ export async function runBench (opts: BenchOptions, log: Log): Promise<BenchResu
     const nginxBin = needTool('nginx', 'nginx')
     const haproxyBinJwt = needTool('haproxy-jwt', 'haproxy')
     const haproxyBinPlain = needTool('haproxy-plain', 'haproxy')
-    const [gw, coldA, coldB, nginx, hapJwt, hapPlain, express, expressKa, fastifyProxy] = await Promise.all([
+    const [gw, coldA, coldB, nginx, hapJwt, hapPlain, express, expressKa, fastifyProxy, nodeUndici] = await Promise.all([
       tryStart(['gateway', 'sdk-gateway'], has('gateway') || has('sdk-gateway') ? startGateway(rt, dir, { ...gwOpts, ...introspecting, name: 'gateway', jwksUri: jwks.uri('main'), routes: gwRoutes }) : undefined),
       // Two more gateways for the cold-token figures, idle until then.
       has('gateway') ? startGateway(rt, dir, { ...gwOpts, name: 'cold-a', jwksUri: jwks.uri('cold-a'), routes: [gwRoutes[0]!] }).catch(() => undefined) : undefined,
@@ -333,7 +333,8 @@ export async function runBench (opts: BenchOptions, log: Log): Promise<BenchResu
       tryStart(['haproxy-plain'], haproxyBinPlain !== undefined ? startHaproxy(haproxyBinPlain, dir, 'haproxy-plain', upstream.port, undefined) : undefined),
       tryStart(['express-sdk'], has('express-sdk') ? startExpressBaseline(rt, dir, { upstream: upstream.origin, issuer: jwks.issuer, jwksUri: jwks.uri('main'), keepAlive: false }) : undefined),
       tryStart(['express-keepalive'], has('express-keepalive') ? startExpressBaseline(rt, dir, { upstream: upstream.origin, issuer: jwks.issuer, jwksUri: jwks.uri('main'), keepAlive: true }) : undefined),
-      tryStart(['fastify-http-proxy-jose'], has('fastify-http-proxy-jose') ? startFastifyHttpProxy(rt, dir, { upstream: upstream.origin, issuer: jwks.issuer, jwksUri: jwks.uri('main') }) : undefined)
+      tryStart(['fastify-http-proxy-jose'], has('fastify-http-proxy-jose') ? startFastifyHttpProxy(rt, dir, { upstream: upstream.origin, issuer: jwks.issuer, jwksUri: jwks.uri('main') }) : undefined),
+      tryStart(['node-undici-jose'], has('node-undici-jose') ? startNodeUndici(rt, dir, { upstream: upstream.origin, issuer: jwks.issuer, jwksUri: jwks.uri('main') }) : undefined)
     ])
     const coldReadyAt = Date.now()
 
@@ -365,6 +366,7 @@ export async function runBench (opts: BenchOptions, log: Log): Promise<BenchResu
     add('express-sdk', express, '/mcp', { upstream: upstream.child, auth: true })
     add('express-keepalive', expressKa, '/mcp', { upstream: upstream.child, auth: true })
     add('fastify-http-proxy-jose', fastifyProxy, '/mcp', { upstream: upstream.child, auth: true })
+    add('node-undici-jose', nodeUndici, '/mcp', { upstream: upstream.child, auth: true })
     add('gateway', gw, '/mcp', { upstream: upstream.child, auth: true })
     add('gateway-policy', gw, '/policy', { upstream: upstream.child, auth: true })
     if (opaqueToken !== undefined) add('gateway-introspection', gw, '/opaque', { upstream: upstream.child, auth: true, token: opaqueToken })

@@ -2,7 +2,7 @@
 
 export type SystemId =
   | 'direct' | 'nginx' | 'haproxy-plain' | 'haproxy-jwt' | 'express-sdk' | 'express-keepalive'
-  | 'fastify-http-proxy-jose' | 'gateway' | 'gateway-policy' | 'gateway-introspection' | 'sdk-direct' | 'sdk-gateway'
+  | 'fastify-http-proxy-jose' | 'node-undici-jose' | 'gateway' | 'gateway-policy' | 'gateway-introspection' | 'sdk-direct' | 'sdk-gateway'
 
 export interface SystemInfo {
   id: SystemId
@@ -24,7 +24,8 @@ export const CATALOGUE: readonly SystemInfo[] = [
   { id: 'haproxy-jwt', letter: 'c', label: 'HAProxy, jwt_verify RS256 + iss/aud/exp/scope checks, nbthread 1', group: 'proxy', default: true },
   { id: 'express-sdk', letter: 'd', label: 'express + SDK requireBearerAuth (jose, no cache) + http-proxy-middleware, defaults (new upstream connection per request)', group: 'proxy', default: true },
   { id: 'express-keepalive', label: 'the same with a keep-alive agent', group: 'proxy', default: false },
-  { id: 'fastify-http-proxy-jose', label: 'Fastify + @fastify/http-proxy + jose (onRequest hook, verified-token Map cache), defaults', group: 'proxy', default: false },
+  { id: 'fastify-http-proxy-jose', label: 'Fastify + @fastify/http-proxy + jose (onRequest hook, verified-token Map cache), defaults', group: 'proxy', default: true },
+  { id: 'node-undici-jose', label: 'leanest Node proxy: node:http + undici Pool.dispatch + jose + verified-token Map cache, no framework, no logs', group: 'proxy', default: true },
   { id: 'gateway', letter: 'e', label: 'mcp-auth-gateway, JWT route (warm token)', group: 'proxy', default: true },
   {
     id: 'gateway-policy',
@@ -60,6 +61,7 @@ export const CPU_RATIOS: ReadonlyArray<{ num: SystemId, den: SystemId }> = [
   { num: 'gateway', den: 'express-sdk' },
   { num: 'gateway', den: 'express-keepalive' },
   { num: 'gateway', den: 'fastify-http-proxy-jose' },
+  { num: 'gateway', den: 'node-undici-jose' },
   // Issue 4: the policy route must cost at most 1.15× the plain JWT route.
   { num: 'gateway-policy', den: 'gateway' },
   { num: 'gateway-introspection', den: 'gateway' }

@@ -70,6 +70,16 @@ export async function startFastifyHttpProxy (rt: NodeRuntime, dir: string, o: { 
   }, dir)
 }
 
+export async function startNodeUndici (rt: NodeRuntime, dir: string, o: { upstream: string, issuer: string, jwksUri: string }): Promise<Started> {
+  return await startNodeScript(rt, 'node-undici-jose', 'bench/procs/node-undici.ts', {
+    UPSTREAM: o.upstream,
+    ISSUER: o.issuer,
+    JWKS_URI: o.jwksUri,
+    AUDIENCE: BENCH_AUDIENCE,
+    SCOPE: BENCH_SCOPE
+  }, dir)
+}
+
 // ---------------------------------------------------------------- gateway
 
 /** Stream caps of the bench gateways: above the largest idle-streams N. */
