@@ -25,7 +25,7 @@ import { startStatefulUpstream, type SeenRequest } from '../helpers/upstream.js'
 import { mcpHeaders, INITIALIZE_BODY } from '../helpers/gateway.js'
 import { startRedis } from '../helpers/redis.js'
 import { freePort } from '../helpers/net.js'
-import { startCli } from '../helpers/cli.js'
+import { startCli, eventually, logLines, countLines } from '../helpers/cli.js'
 import { SESSION_NOT_FOUND_BODY } from '../../src/session/binding.js'
 
 const PROTOCOL = '2025-06-18'
@@ -33,13 +33,6 @@ const TOOLS_LIST = JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'tools/list' 
 /** The name the gateway gives its Redis connection (src/session/redis.ts `connectionName`). */
 const GATEWAY_CLIENT_NAME = 'mcp-auth-gateway'
 
-const eventually = async (what: () => boolean | Promise<boolean>, ms: number): Promise<boolean> => {
-  for (const end = Date.now() + ms; Date.now() < end; await sleep(25)) if (await what()) return true
-  return await what()
-}
-const logLines = (out: string): Array<Record<string, unknown>> =>
-  out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>)
-const count = (out: string, msg: string): number => logLines(out).filter((l) => l.msg === msg).length
 
 t.test('SIGHUP with redis stores keeps session bindings, rate-limit windows and open streams, and closes the old connection', async (t) => {
   const redis = await startRedis()
@@ -113,7 +106,7 @@ t.test('SIGHUP with redis stores keeps session bindings, rate-limit windows and 
   writeFileSync(file, stringify({ ...base, routes }))
   const gw = startCli(['--config', file], { cwd: dir })
   t.teardown(() => { if (gw.child.exitCode === null) gw.child.kill('SIGKILL') })
-  t.ok(await eventually(() => gw.stdout().includes('authorization server keys loaded') && count(gw.stdout(), 'redis connected') === 1, 15_000), 'the gateway is up and connected to redis')
+  t.ok(await eventually(() => gw.stdout().includes('authorization server keys loaded') && countLines(gw.stdout(), 'redis connected') === 1, 15_000), 'the gateway is up and connected to redis')
   t.equal(await gatewayClients(), 1, 'one gateway connection to redis before the reload')
 
   // Every user counts against perPrincipal (5 a minute), so each part of the test has its own.
@@ -175,7 +168,7 @@ t.test('SIGHUP with redis stores keeps session bindings, rate-limit windows and 
   // Reload: a new generation (new route /v2) with its own Redis connection.
   writeFileSync(file, stringify({ ...base, routes: [...routes, { path: '/v2', upstream: `${rawOrigin}/v2`, scopes: ['mcp:tools'] }] }))
   gw.child.kill('SIGHUP')
-  t.ok(await eventually(() => count(gw.stdout(), 'config reloaded') === 1, 15_000), 'the reload is logged')
+  t.ok(await eventually(() => countLines(gw.stdout(), 'config reloaded') === 1, 15_000), 'the reload is logged')
   const reloaded = logLines(gw.stdout()).find((l) => l.msg === 'config reloaded')!
   t.equal(reloaded.draining, 1, 'dave\'s stream is left to drain on the old generation')
   t.same(await send('/v2/ping', erin, { method: 'GET' }).then((r) => [r.status, r.body]), [200, 'pong'], 'the new generation serves new requests (its new route answers)')
@@ -219,12 +212,12 @@ t.test('SIGHUP with redis stores keeps session bindings, rate-limit windows and 
   t.equal((await send('/events', await token('frank', '/events'), { method: 'GET', sid: dsid! })).status, 404, 'dave\'s session is still bound to dave after the reload')
 
   // 4. The old generation closes its Redis connection once its stream ends; the new one keeps its own.
-  t.equal(count(gw.stdout(), 'previous config drained and closed'), 0, 'the old generation is still draining while the stream is open')
+  t.equal(countLines(gw.stdout(), 'previous config drained and closed'), 0, 'the old generation is still draining while the stream is open')
   t.equal(await gatewayClients(), 2, 'its connection is still open while it drains')
   for (const s of streams) s.end()
   await pump
   t.ok(ended, 'the stream ended when the upstream ended it')
-  t.ok(await eventually(() => count(gw.stdout(), 'previous config drained and closed') === 1, 5000), 'the old generation is closed once drained')
+  t.ok(await eventually(() => countLines(gw.stdout(), 'previous config drained and closed') === 1, 5000), 'the old generation is closed once drained')
   t.ok(await eventually(async () => await gatewayClients() === 1, 3000), 'back to one gateway connection: the old generation\'s was closed')
   // The new generation's connection is untouched by the old one's close: alice's 5th request is
   // admitted in her session and her 6th refused (both stores read through it).
@@ -237,7 +230,7 @@ t.test('SIGHUP with redis stores keeps session bindings, rate-limit windows and 
   const exit = await gw.done
   t.equal(exit.code, 0, 'SIGTERM exits 0')
   t.equal(await gatewayClients(), 0, 'the last generation\'s connection is closed at shutdown')
-  t.equal(count(exit.stdout, 'closing a previous config failed'), 0, 'no error closing the old generation')
+  t.equal(countLines(exit.stdout, 'closing a previous config failed'), 0, 'no error closing the old generation')
   for (const tok of [alice, bob, carol, dave, erin]) t.notOk(exit.stdout.includes(tok), 'no token in the log')
   t.notOk(exit.stdout.includes(sid!), 'no session id in the log')
 })

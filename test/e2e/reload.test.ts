@@ -19,7 +19,7 @@ import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js'
 import { startStaticIssuer } from '../helpers/static-issuer.js'
 import { startLegacySseUpstream } from '../helpers/upstream.js'
 import { freePort } from '../helpers/net.js'
-import { startCli, type RunningCli } from '../helpers/cli.js'
+import { startCli, type RunningCli, eventually, logLines, countLines } from '../helpers/cli.js'
 import { loadConfigFile } from '../../src/config/load.js'
 import { createLoggers } from '../../src/observability/logger.js'
 import { createRuntime } from '../../src/runtime.js'
@@ -28,14 +28,6 @@ const dir = mkdtempSync(join(tmpdir(), 'gw-reload-'))
 
 const start = (args: string[]): RunningCli => startCli(args, { cwd: dir })
 
-const waitFor = async (what: () => boolean, ms: number): Promise<boolean> => {
-  const deadline = Date.now() + ms
-  while (!what() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 25))
-  return what()
-}
-const logLines = (out: string): Array<Record<string, unknown>> =>
-  out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>)
-const count = (out: string, msg: string): number => logLines(out).filter((l) => l.msg === msg).length
 
 t.test('SIGHUP applies a valid config without dropping an open stream and refuses an invalid one', async (t) => {
   const st = await startStaticIssuer()
@@ -77,7 +69,7 @@ t.test('SIGHUP applies a valid config without dropping an open stream and refuse
   writeFileSync(file, stringify(configA))
   const gw = start(['--config', file])
   t.teardown(() => { if (gw.child.exitCode === null) gw.child.kill('SIGKILL') })
-  t.ok(await waitFor(() => gw.stdout().includes('authorization server keys loaded'), 15_000), 'gateway A is up')
+  t.ok(await eventually(() => gw.stdout().includes('authorization server keys loaded'), 15_000), 'gateway A is up')
 
   const token = async (aud: string, scope: string): Promise<string> => await st.sign(st.claims({ aud: `${origin}${aud}`, scope }))
   const mcpTools = { authorization: `Bearer ${await token('/mcp', 'mcp:tools')}` }
@@ -109,12 +101,12 @@ t.test('SIGHUP applies a valid config without dropping an open stream and refuse
     ended = true
   })()
   t.same(await get('/mcp/push?m=before', mcpTools), { status: 200, body: 'pushed to 1' })
-  t.ok(await waitFor(() => received.includes('data: before'), 3000), 'the stream receives events')
+  t.ok(await eventually(() => received.includes('data: before'), 3000), 'the stream receives events')
 
   // Reload to B.
   writeFileSync(file, stringify(configB))
   gw.child.kill('SIGHUP')
-  t.ok(await waitFor(() => count(gw.stdout(), 'config reloaded') === 1, 15_000), 'the reload is logged')
+  t.ok(await eventually(() => countLines(gw.stdout(), 'config reloaded') === 1, 15_000), 'the reload is logged')
   const reloaded = logLines(gw.stdout()).find((l) => l.msg === 'config reloaded')!
   t.same(reloaded.routes, ['/mcp', '/v2'])
   t.equal(reloaded.draining, 1, 'the open stream is left to drain on the old config')
@@ -124,7 +116,7 @@ t.test('SIGHUP applies a valid config without dropping an open stream and refuse
   t.same(await get('/v2/x', v2Tools), { status: 200, body: 'upstream two' }, 'B: the new route answers')
   // The stream opened under A is still open and still flowing (B's requests never touched it).
   t.same(await get('/mcp/push?m=after-reload', mcpAdmin), { status: 200, body: 'pushed to 1' })
-  t.ok(await waitFor(() => received.includes('data: after-reload'), 3000), 'the open stream still receives events after the reload')
+  t.ok(await eventually(() => received.includes('data: after-reload'), 3000), 'the open stream still receives events after the reload')
   t.notOk(ended, 'the open stream was not dropped')
 
   // An invalid config: every problem logged at error level, B keeps serving.
@@ -134,8 +126,8 @@ t.test('SIGHUP applies a valid config without dropping an open stream and refuse
     routes: [{ path: '/mcp', upstream: 'ftp://x', scope: ['typo'] }, { path: '/mcp', upstream: 'http://127.0.0.1:1' }]
   }))
   gw.child.kill('SIGHUP')
-  t.ok(await waitFor(() => count(gw.stdout(), 'config reload rejected: the file is invalid; the current config keeps serving') === 1, 10_000), 'the rejection is logged')
-  t.ok(await waitFor(() => count(gw.stdout(), 'config problem') === 5, 3000), 'one line per problem')
+  t.ok(await eventually(() => countLines(gw.stdout(), 'config reload rejected: the file is invalid; the current config keeps serving') === 1, 10_000), 'the rejection is logged')
+  t.ok(await eventually(() => countLines(gw.stdout(), 'config problem') === 5, 3000), 'one line per problem')
   const problems = logLines(gw.stdout()).filter((l) => l.msg === 'config problem')
   t.ok(problems.every((l) => l.level === 50), 'problems are logged at error level')
   t.same(problems.map((l) => l.problem), [
@@ -152,16 +144,16 @@ t.test('SIGHUP applies a valid config without dropping an open stream and refuse
   // A change that needs a restart (listen.port) is refused; B keeps serving.
   writeFileSync(file, stringify({ ...configB, listen: { port: port + 1 } }))
   gw.child.kill('SIGHUP')
-  t.ok(await waitFor(() => gw.stdout().includes('config reload rejected: listen.port cannot change without a restart'), 10_000), 'a listen.port change is refused with a clear line')
+  t.ok(await eventually(() => gw.stdout().includes('config reload rejected: listen.port cannot change without a restart'), 10_000), 'a listen.port change is refused with a clear line')
   t.same(await get('/v2/x', v2Tools), { status: 200, body: 'upstream two' }, 'B still serves after the refused reload')
-  t.equal(count(gw.stdout(), 'config reloaded'), 1, 'no further reload was applied')
+  t.equal(countLines(gw.stdout(), 'config reloaded'), 1, 'no further reload was applied')
 
   // When its last stream ends, the old config's app is closed (its discovery, Redis and stores with it).
-  t.equal(count(gw.stdout(), 'previous config drained and closed'), 0, 'the old config is still draining while its stream is open')
+  t.equal(countLines(gw.stdout(), 'previous config drained and closed'), 0, 'the old config is still draining while its stream is open')
   for (const s of streams) s.end()
   await pump
   t.ok(ended, 'the stream ended when the upstream ended it')
-  t.ok(await waitFor(() => count(gw.stdout(), 'previous config drained and closed') === 1, 3000), 'the old config is closed once drained')
+  t.ok(await eventually(() => countLines(gw.stdout(), 'previous config drained and closed') === 1, 3000), 'the old config is closed once drained')
 
   gw.child.kill('SIGTERM')
   const exit = await gw.done

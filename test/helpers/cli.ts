@@ -26,3 +26,19 @@ export function startCli (args: string[], opts: { cwd: string, env?: Record<stri
   const done = new Promise<Run>((resolve) => child.on('close', (code, signal) => { resolve({ code, signal, stdout, stderr }) }))
   return { child, done, stdout: () => stdout }
 }
+
+/** Poll `what` every 25 ms until it holds or `ms` pass; its last answer. */
+export async function eventually (what: () => boolean | Promise<boolean>, ms: number): Promise<boolean> {
+  for (const end = Date.now() + ms; Date.now() < end; await new Promise((resolve) => setTimeout(resolve, 25))) if (await what()) return true
+  return await what()
+}
+
+/** The JSON log lines of a CLI's output. */
+export function logLines (out: string): Array<Record<string, unknown>> {
+  return out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>)
+}
+
+/** How many log lines carry `msg`. */
+export function countLines (out: string, msg: string): number {
+  return logLines(out).filter((l) => l.msg === msg).length
+}
