@@ -24,6 +24,11 @@ export { httpServerOptions }
 import type { Redis } from 'ioredis'
 import { createRedis, startRedis, stopRedis } from './session/redis.js'
 import { createSessionBinder, type SessionBinder } from './session/binding.js'
+import { createMetrics, type Metrics } from './observability/metrics.js'
+import { createMetricsServer, type MetricsServer } from './observability/metrics-server.js'
+import { NOOP_TELEMETRY, type Telemetry } from './observability/telemetry.js'
+import { AuditWriter, openAuditLog, type AuditLog } from './observability/audit.js'
+import { registerMetricsRoute } from './plugins/metrics.js'
 
 export interface GatewayOptions {
   /** Loggers to use; default: pino to stdout at config.logLevel. */
@@ -38,6 +43,10 @@ export interface GatewayOptions {
   external?: boolean
   /** A memory session binder kept across reloads (runtime.ts); the gateway uses it and leaves closing it to the caller. */
   sessions?: SessionBinder
+  /** The process's metrics (runtime.ts keeps one across reloads); default: a fresh one when config.metrics.enabled. */
+  metrics?: Metrics
+  /** The open audit destination (runtime.ts keeps one across reloads); default: opened here when config.audit.enabled, closed by close(). */
+  audit?: AuditLog
 }
 
 export interface Gateway {
@@ -46,6 +55,10 @@ export interface Gateway {
   readonly logger: Logger
   /** The shared Redis client (session/redis.ts) when `redis` is configured; it connects on listen(). */
   readonly redis: Redis | undefined
+  /** The metrics, when config.metrics.enabled. */
+  readonly metrics: Metrics | undefined
+  /** The address of the separate metrics listener (config.metrics.listen), once listen() has bound it. */
+  readonly metricsAddress: () => { host: string, port: number, url: string } | undefined
   /** Write out buffered log lines now (before a fatal exit, at a signal). */
   flushLogs: () => void
   /** With `external`: Fastify's request handler, to call for each request of the caller's server. */
@@ -90,7 +103,13 @@ export function announceListening (config: GatewayConfig, addr: ReturnType<Serve
 export function createGateway (config: GatewayConfig, opts: GatewayOptions = {}): Gateway {
   const loggers = opts.loggers ?? createLoggers(config.logLevel)
   const logger = loggers.logger
-  const authenticator = new Authenticator(config, logger, opts.verifier)
+  const metrics = config.metrics.enabled ? (opts.metrics ?? createMetrics()) : undefined
+  const telemetry: Telemetry = metrics ?? NOOP_TELEMETRY
+  const authenticator = new Authenticator(config, logger, opts.verifier, telemetry)
+  // An audit file that cannot be opened fails here, at startup (AuditOpenError), not on the first line.
+  const ownAudit = config.audit.enabled && opts.audit === undefined ? openAuditLog(config.audit.destination, loggers) : undefined
+  const auditLog = config.audit.enabled ? opts.audit ?? ownAudit : undefined
+  const audit = auditLog === undefined ? undefined : new AuditWriter(auditLog, config.audit.includeArguments)
 
   // Header size and header/request timeouts (slowloris) are enforced by Node's HTTP server.
   const serverOptions = httpServerOptions(config.limits)
@@ -119,6 +138,8 @@ export function createGateway (config: GatewayConfig, opts: GatewayOptions = {})
   }) as unknown as FastifyInstance
 
   app.decorate('accessLog', loggers.access)
+  app.decorate('telemetry', telemetry)
+  app.decorateRequest('audit', null)
   app.decorateRequest('principal', null)
   app.decorateRequest('outcome', null)
   app.decorateRequest('session', null)
@@ -146,7 +167,13 @@ export function createGateway (config: GatewayConfig, opts: GatewayOptions = {})
     done()
   })
 
-  registerHealth(app, authenticator)
+  registerHealth(app, authenticator, config.health)
+  // On the main listener unless metrics.listen gives them their own (started by listen() here, or by runtime.ts).
+  if (metrics !== undefined && config.metrics.listen === undefined) registerMetricsRoute(app, config.metrics.path, metrics)
+  const metricsServer: MetricsServer | undefined = metrics !== undefined && config.metrics.listen !== undefined && opts.external !== true
+    ? createMetricsServer({ ...config.metrics.listen, path: () => config.metrics.path, source: metrics, onError: (err) => { logger.error({ err }, 'collecting metrics failed') } })
+    : undefined
+  let metricsAddress: { host: string, port: number, url: string } | undefined
   registerWellKnown(app, config)
   // Identity assertion keys: configured, or generated now when a route signs (config.warnings says so).
   const signingKeys = createSigningKeys(config)
@@ -156,7 +183,7 @@ export function createGateway (config: GatewayConfig, opts: GatewayOptions = {})
   const sessions = opts.sessions ?? createSessionBinder(config.sessions, redis, logger)
   // Client address (trustProxy), stream bounds and rate limits, shared by every route.
   const edge = registerEdge(app, config, redis)
-  for (const route of config.routes) registerMcpRoute(app, { route, authenticator, publicUrl: config.publicUrl, signingKeys, sessions, ...edge })
+  for (const route of config.routes) registerMcpRoute(app, { route, authenticator, publicUrl: config.publicUrl, signingKeys, sessions, telemetry, audit, ...edge })
 
   let closing: Promise<void> | undefined
   const start = async (): Promise<void> => {
@@ -170,12 +197,18 @@ export function createGateway (config: GatewayConfig, opts: GatewayOptions = {})
     authenticator,
     logger,
     redis,
+    metrics,
+    metricsAddress: () => metricsAddress,
     flushLogs: loggers.flush,
     handler,
     start,
     async listen () {
       await start()
       await app.listen({ host: config.listen.host, port: config.listen.port })
+      if (metricsServer !== undefined) {
+        metricsAddress = await metricsServer.listen()
+        logger.info({ url: metricsAddress.url, path: config.metrics.path }, 'metrics listening')
+      }
       return announceListening(config, app.server.address(), loggers)
     },
     close () {
@@ -187,6 +220,9 @@ export function createGateway (config: GatewayConfig, opts: GatewayOptions = {})
         app.server.closeIdleConnections()
         await app.close()
         clearTimeout(timer)
+        await metricsServer?.close()
+        // After the drain: the last exchanges have written their audit lines.
+        ownAudit?.close()
         if (opts.sessions === undefined) sessions.close()
         if (redis !== undefined) await stopRedis(redis)
         if (opts.external !== true) loggers.close()

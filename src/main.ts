@@ -10,8 +10,9 @@ import { parseArgs } from 'node:util'
 import { ConfigError } from './errors.js'
 import { loadConfigFile, resolveConfigPath } from './config/load.js'
 import { createRuntime } from './runtime.js'
+import { AuditOpenError } from './observability/audit.js'
 
-const HELP = `Usage: mcp-auth-gateway [--config <file>] [--check]
+const HELP = `Usage: mcp-auth-gateway [--config <file>] [--check [--print]]
 
 An authenticating reverse proxy that makes an unmodified MCP server an
 OAuth 2.1 protected resource.
@@ -19,6 +20,8 @@ OAuth 2.1 protected resource.
 Options:
   -c, --config <file>  config file (default: $MCP_GATEWAY_CONFIG, else ./gateway.yaml)
       --check          validate the config and exit: 0 when valid, 1 with every problem listed
+      --print          with --check: also print the normalised config (defaults applied)
+                       as YAML, every secret redacted
   -v, --version        print the version
   -h, --help           print this help
 
@@ -26,6 +29,7 @@ Signals: SIGTERM/SIGINT stop accepting connections and let in-flight requests
 finish (bounded by shutdownTimeoutSeconds). SIGHUP re-reads the config file:
 a valid one applies to new requests while open streams continue; an invalid
 one is refused with its problems logged, and the current config keeps serving.
+SIGHUP also reopens the audit log file (for logrotate).
 `
 
 function version (): string {
@@ -45,6 +49,7 @@ async function main (argv: string[]): Promise<number> {
       options: {
         config: { type: 'string', short: 'c' },
         check: { type: 'boolean' },
+        print: { type: 'boolean' },
         version: { type: 'boolean', short: 'v' },
         help: { type: 'boolean', short: 'h' }
       },
@@ -64,6 +69,11 @@ async function main (argv: string[]): Promise<number> {
     return 0
   }
 
+  if (args.print === true && args.check !== true) {
+    process.stderr.write(`mcp-auth-gateway: --print needs --check (it prints the config instead of starting the gateway)\n\n${HELP}`)
+    return 2
+  }
+
   const path = resolveConfigPath(args.config)
   let config
   try {
@@ -76,20 +86,36 @@ async function main (argv: string[]): Promise<number> {
     }
     throw err
   }
+  if (args.check === true && args.print === true) {
+    // stdout stays one YAML document: the summary is a comment, the warnings are in `warnings`.
+    process.stdout.write(`# ${path}: configuration is valid (${config.routes.length} route${config.routes.length === 1 ? '' : 's'}, ${config.authorizationServers.length} authorization server${config.authorizationServers.length === 1 ? '' : 's'})\n`)
+    const { printConfig, readConfigSource } = await import('./config/print.js')
+    process.stdout.write(printConfig(config, readConfigSource(path)))
+    return 0
+  }
   if (args.check === true) {
     process.stdout.write(`${path}: configuration is valid (${config.routes.length} route${config.routes.length === 1 ? '' : 's'}, ${config.authorizationServers.length} authorization server${config.authorizationServers.length === 1 ? '' : 's'})\n`)
     for (const w of config.warnings) process.stdout.write(`  warning: ${w}\n`)
     return 0
   }
 
-  const gateway = createRuntime(config, { load: () => loadConfigFile(path), source: path })
+  let gateway
+  try {
+    gateway = createRuntime(config, { load: () => loadConfigFile(path), source: path })
+  } catch (err) {
+    // The audit file is opened at startup: one that cannot be written stops the gateway here.
+    if (!(err instanceof AuditOpenError)) throw err
+    process.stderr.write(`mcp-auth-gateway: ${err.message}\n`)
+    return 3
+  }
   try {
     await gateway.listen()
   } catch (err) {
-    const e = err as NodeJS.ErrnoException
-    gateway.logger.fatal({ code: e.code }, `cannot listen on ${config.listen.host}:${config.listen.port}`)
+    const e = err as NodeJS.ErrnoException & { listenAddress?: string }
+    const where = e.listenAddress ?? `${config.listen.host}:${config.listen.port}`
+    gateway.logger.fatal({ code: e.code }, `cannot listen on ${where}`)
     gateway.flushLogs()
-    process.stderr.write(`mcp-auth-gateway: cannot listen on ${config.listen.host}:${config.listen.port} (${e.code ?? e.message})\n`)
+    process.stderr.write(`mcp-auth-gateway: cannot listen on ${where} (${e.code ?? e.message})\n`)
     return 3
   }
   return await new Promise<number>((resolve) => {

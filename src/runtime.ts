@@ -16,6 +16,9 @@ import { announceListening, createGateway, httpServerOptions, onClientError, typ
 import { createLoggers, type Loggers } from './observability/logger.js'
 import { createSessionBinder, type SessionBinder } from './session/binding.js'
 import { RELOAD_READY_TIMEOUT_MS, SERVER_KEEP_ALIVE_TIMEOUT_MS } from './config/defaults.js'
+import { createMetrics, type Metrics } from './observability/metrics.js'
+import { createMetricsServer, type MetricsServer } from './observability/metrics-server.js'
+import { openAuditLog, sameDestination } from './observability/audit.js'
 
 /** One config's app and the responses it still owes. */
 interface Generation {
@@ -64,6 +67,11 @@ function restartOnly (a: GatewayConfig, b: GatewayConfig): string[] {
   if ((a.listen.tls === undefined) !== (b.listen.tls === undefined)) out.push('listen.tls')
   // Node reads the header size limit only when the server is created.
   if (a.limits.maxHeaderBytes !== b.limits.maxHeaderBytes) out.push('limits.maxHeaderBytes')
+  // The separate metrics listener is a socket too; the audit destination is opened once per process.
+  const metricsListener = (c: GatewayConfig): string => c.metrics.enabled && c.metrics.listen !== undefined ? `${c.metrics.listen.host} ${c.metrics.listen.port}` : ''
+  if (metricsListener(a) !== metricsListener(b)) out.push('metrics.listen')
+  if (a.audit.enabled !== b.audit.enabled) out.push('audit.enabled')
+  else if (a.audit.enabled && !sameDestination(a.audit.destination, b.audit.destination)) out.push('audit.destination')
   return out
 }
 
@@ -85,11 +93,20 @@ export function createRuntime (initial: GatewayConfig, opts: RuntimeOptions): Ru
   const memorySessions = (cfg: GatewayConfig): SessionBinder | undefined =>
     cfg.sessions.store === 'memory' ? createSessionBinder(cfg.sessions, undefined, logger) : undefined
   let sessions = memorySessions(config)
+  // One of each per process: counters survive reloads, audit lines keep one writer. The audit file
+  // is opened now, so one that cannot be written is a startup error (AuditOpenError), not a crash later.
+  let metrics: Metrics | undefined
+  const audit = config.audit.enabled ? openAuditLog(config.audit.destination, loggers) : undefined
   const build = (cfg: GatewayConfig, binder: SessionBinder | undefined): Generation => {
-    const gateway = createGateway(cfg, { loggers, external: true, sessions: binder })
+    if (cfg.metrics.enabled) metrics ??= createMetrics()
+    const gateway = createGateway(cfg, { loggers, external: true, sessions: binder, metrics, audit })
     return { config: cfg, gateway, handler: gateway.handler!, inflight: new Set(), drained: undefined, cut: undefined }
   }
   let current = build(config, sessions)
+  // metrics.listen cannot change on reload (restartOnly), so the listener lives as long as the process.
+  const metricsServer: MetricsServer | undefined = metrics !== undefined && config.metrics.listen !== undefined
+    ? createMetricsServer({ ...config.metrics.listen, path: () => config.metrics.path, source: metrics, onError: (err) => { logger.error({ err }, 'collecting metrics failed') } })
+    : undefined
   const retiring = new Map<Generation, Promise<void>>()
   let stopping = false
 
@@ -137,6 +154,8 @@ export function createRuntime (initial: GatewayConfig, opts: RuntimeOptions): Ru
   let again = false
   let abortWait: (() => void) | undefined
   const reloadOnce = async (): Promise<boolean> => {
+    // SIGHUP also reopens an audit file, whatever becomes of the reload: logrotate moves the file, then signals.
+    audit?.reopen()
     let next: GatewayConfig
     try {
       next = opts.load()
@@ -211,6 +230,14 @@ export function createRuntime (initial: GatewayConfig, opts: RuntimeOptions): Ru
         server.once('error', reject)
         server.listen(config.listen.port, config.listen.host, () => { server.off('error', reject); resolve() })
       })
+      if (metricsServer !== undefined) {
+        const { host, port } = config.metrics.listen!
+        const m = await metricsServer.listen().catch((err: unknown) => {
+          // main.ts names the address that could not be bound.
+          throw Object.assign(err as Error, { listenAddress: `${host}:${port}` })
+        })
+        logger.info({ url: m.url, path: config.metrics.path }, 'metrics listening')
+      }
       return announceListening(config, server.address(), loggers)
     },
     reload () {
@@ -251,6 +278,8 @@ export function createRuntime (initial: GatewayConfig, opts: RuntimeOptions): Ru
       // Whatever is left (kept-alive sockets between requests) goes now.
       server.closeAllConnections()
       await closed
+      await metricsServer?.close()
+      audit?.close()
       loggers.close()
     }
   }

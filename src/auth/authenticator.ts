@@ -13,6 +13,7 @@ import { Introspector } from './introspection.js'
 import { audienceMatches, compileIssuerRules, type IssuerRules } from './profiles.js'
 import type { Principal } from './principal.js'
 import { TokenCache } from './token-cache.js'
+import { NOOP_TELEMETRY, type Telemetry } from '../observability/telemetry.js'
 
 /** One issuer as a route sees it: its checks and the audiences compiled for the route's resource. */
 interface RouteIssuer {
@@ -56,15 +57,19 @@ export class Authenticator {
   readonly #caches: TokenCache[] = []
   readonly #maxTokenBytes: number
   readonly #maxEntries: number
+  readonly #telemetry: Telemetry
+  /** Principals that came from introspection: their cache hits are introspection_total cache_hit. */
+  readonly #introspected = new WeakSet<Principal>()
 
-  constructor (config: GatewayConfig, log: VerifierLogger, opts?: VerifierOptions) {
+  constructor (config: GatewayConfig, log: VerifierLogger, opts?: VerifierOptions, telemetry: Telemetry = NOOP_TELEMETRY) {
     const verifiers = new Map<string, IssuerVerifier>()
     const issuers = new Map<string, IssuerHandle>()
+    this.#telemetry = telemetry
     for (const as of config.authorizationServers) {
       // Opaque-only issuers need no keys: nothing of theirs is verified locally.
-      const verifier = as.tokenType === 'opaque' ? undefined : new IssuerVerifier(as, log, opts)
+      const verifier = as.tokenType === 'opaque' ? undefined : new IssuerVerifier(as, log, opts, telemetry)
       if (verifier !== undefined) verifiers.set(as.issuer, verifier)
-      const introspector = as.introspection === undefined ? undefined : new Introspector(as.issuer, as.introspection, log)
+      const introspector = as.introspection === undefined ? undefined : new Introspector(as.issuer, as.introspection, log, { telemetry })
       issuers.set(as.issuer, { config: as, verifier, introspector, rules: compileIssuerRules(as) })
     }
     this.verifiers = verifiers
@@ -136,7 +141,10 @@ export class Authenticator {
   /** Cache hit, or undefined. Synchronous so the common case costs no promise. */
   cached (route: RouteAuth, token: string, nowMs: number): Principal | undefined {
     if (token.length > this.#maxTokenBytes) throw new InvalidTokenError('too_large')
-    return route.cache.get(token, nowMs)
+    const p = route.cache.get(token, nowMs)
+    // Only routes with an introspecting issuer pay for this check.
+    if (p !== undefined && route.opaque !== undefined && this.#introspected.has(p)) this.#telemetry.introspection(p.issuer, 'cache_hit')
+    return p
   }
 
   /**
@@ -208,6 +216,8 @@ export class Authenticator {
     }
     entry.rules.check(claims, undefined)
     // Trusted until exp, but no longer than the configured TTL, so revocation shows within it.
-    return entry.rules.principal(claims, Math.min(claims.exp * 1000, Date.now() + cfg.introspection!.cacheTtlMs))
+    const principal = entry.rules.principal(claims, Math.min(claims.exp * 1000, Date.now() + cfg.introspection!.cacheTtlMs))
+    this.#introspected.add(principal)
+    return principal
   }
 }

@@ -14,6 +14,7 @@ import type { IntrospectionConfig } from '../config/types.js'
 import { INTROSPECTION_NEGATIVE_CACHE_MAX_ENTRIES as NEGATIVE_CACHE_MAX_ENTRIES, MAX_INTROSPECTION_RESPONSE_BYTES, UNAVAILABLE_RETRY_AFTER_SECONDS } from '../config/defaults.js'
 import type { VerifierLogger } from './jwt.js'
 import { tokenKey } from './token-cache.js'
+import { NOOP_TELEMETRY, type Telemetry } from '../observability/telemetry.js'
 
 /** Introspection error codes (RFC 6749 §5.2 style) are logged only if they look like one: never free text. */
 const ERROR_CODE = /^[a-z_]{1,64}$/
@@ -86,9 +87,11 @@ export class Introspector {
   /** Keyed by SHA-256 of the token: bounded memory whatever the token size. */
   readonly #negative = new Map<string, Remembered>()
   readonly #inflight = new Map<string, Promise<Record<string, unknown>>>()
+  readonly #telemetry: Telemetry
 
-  constructor (issuer: string, config: IntrospectionConfig, log: VerifierLogger, opts: { now?: () => number } = {}) {
+  constructor (issuer: string, config: IntrospectionConfig, log: VerifierLogger, opts: { now?: () => number, telemetry?: Telemetry } = {}) {
     this.#issuer = issuer
+    this.#telemetry = opts.telemetry ?? NOOP_TELEMETRY
     this.#config = config
     this.#log = log
     this.#now = opts.now ?? Date.now
@@ -134,6 +137,7 @@ export class Introspector {
     if (known !== undefined) {
       if (known.untilMs > this.#now()) {
         this.stats.negativeHits++
+        this.#telemetry.introspection(this.#issuer, 'negative_cache_hit')
         throw new InvalidTokenError(known.reason, { detail: 'introspection result remembered' })
       }
       this.#negative.delete(key)
@@ -146,6 +150,18 @@ export class Introspector {
     return await pending
   }
 
+  /** One HTTP call: call_ok when the endpoint gave a verdict (active or not), call_error when it could not (a 503 for the caller). */
+  async #lookup (token: string, key: string): Promise<Record<string, unknown>> {
+    try {
+      const r = await this.#call(token, key)
+      this.#telemetry.introspection(this.#issuer, 'call_ok')
+      return r
+    } catch (err) {
+      if (!this.#stopped) this.#telemetry.introspection(this.#issuer, err instanceof InvalidTokenError ? 'call_ok' : 'call_error')
+      throw err
+    }
+  }
+
   /** Abort lookups in flight (destroying the pool fails them), forget everything and close the connections. */
   stop (): void {
     this.#stopped = true
@@ -154,7 +170,7 @@ export class Introspector {
     this.#agent.destroy().catch(() => {})
   }
 
-  async #lookup (token: string, key: string): Promise<Record<string, unknown>> {
+  async #call (token: string, key: string): Promise<Record<string, unknown>> {
     if (this.#stopped) throw this.#unavailable('stopped', undefined, undefined)
     this.stats.calls++
     let res: Dispatcher.ResponseData

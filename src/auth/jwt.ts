@@ -4,11 +4,12 @@
  * the issuer's shared secret for an HS* issuer, and `jwtVerify` with every
  * constraint explicit. jose does all JWT/JWK work.
  */
-import { createLocalJWKSet, createRemoteJWKSet, decodeProtectedHeader, jwtVerify, errors as joseErrors, type JWTPayload, type JWTVerifyGetKey, type JWTHeaderParameters, type FlattenedJWSInput, type CryptoKey } from 'jose'
+import { createLocalJWKSet, createRemoteJWKSet, customFetch, decodeProtectedHeader, jwtVerify, errors as joseErrors, type JWTPayload, type JWTVerifyGetKey, type JWTHeaderParameters, type FlattenedJWSInput, type CryptoKey } from 'jose'
 import { InvalidTokenError, TemporarilyUnavailableError, type InvalidTokenReason } from '../errors.js'
 import type { IssuerConfig } from '../config/types.js'
 import * as D from '../config/defaults.js'
 import { discoverMetadata, DiscoveryMismatchError } from './discovery.js'
+import { NOOP_TELEMETRY, type Telemetry } from '../observability/telemetry.js'
 
 /** Header `typ` values accepted for access tokens (RFC 9068 §2.1; many servers send JWT or nothing). */
 const ACCEPTED_TYP = new Set(['at+jwt', 'application/at+jwt', 'jwt'])
@@ -79,10 +80,12 @@ export class IssuerVerifier {
   #lastFetchError: unknown
   /** Outage counters; read by {@link Authenticator.keyOutageStats}. */
   readonly outageStats: KeyOutageStats = { jwksFetchFailures: 0, unknownKeyDuringOutage: 0 }
+  readonly #telemetry: Telemetry
 
-  constructor (config: IssuerConfig, log: VerifierLogger, opts: VerifierOptions = {}) {
+  constructor (config: IssuerConfig, log: VerifierLogger, opts: VerifierOptions = {}, telemetry: Telemetry = NOOP_TELEMETRY) {
     this.config = config
     this.#log = log
+    this.#telemetry = telemetry
     this.#opts = {
       jwksTimeoutMs: opts.jwksTimeoutMs ?? D.DEFAULT_JWKS_TIMEOUT_MS,
       jwksCooldownMs: opts.jwksCooldownMs ?? D.DEFAULT_JWKS_COOLDOWN_MS,
@@ -156,10 +159,23 @@ export class IssuerVerifier {
       const md = await discoverMetadata(this.config.issuer, this.config.metadataUrl, { timeoutMs: this.#opts.metadataTimeoutMs, maxBytes: D.MAX_METADATA_BYTES })
       jwksUri = md.jwks_uri
     }
+    const issuer = this.config.issuer
+    const telemetry = this.#telemetry
     const remote = createRemoteJWKSet(new URL(jwksUri), {
       timeoutDuration: this.#opts.jwksTimeoutMs,
       cooldownDuration: this.#opts.jwksCooldownMs,
-      cacheMaxAge: this.#opts.jwksMaxAgeMs
+      cacheMaxAge: this.#opts.jwksMaxAgeMs,
+      // Every HTTP fetch jose makes is counted (jwks_fetches_total): ok is a 200, as jose requires.
+      [customFetch]: async (url, options) => {
+        try {
+          const res = await fetch(url, options)
+          telemetry.jwksFetch(issuer, res.status === 200)
+          return res
+        } catch (err) {
+          telemetry.jwksFetch(issuer, false)
+          throw err
+        }
+      }
     })
     // Load the keys now, so the first request does not pay for it and outages show at startup.
     await remote.reload()
@@ -220,6 +236,7 @@ export class IssuerVerifier {
 
   #unverifiable (kid: unknown): void {
     this.outageStats.unknownKeyDuringOutage++
+    this.#telemetry.jwksUnknownKeyDuringOutage(this.config.issuer)
     // The kid is the client's text: logged as a bounded string, never the token.
     this.#log.warn({ issuer: this.config.issuer, kid: typeof kid === 'string' ? kid.slice(0, 64) : null }, 'token key not in the last key set fetched while the JWKS is unreachable; refused')
   }

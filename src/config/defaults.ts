@@ -233,3 +233,30 @@ export const DEFAULT_REDIS_CONNECT_TIMEOUT_SECONDS = 5
 export const DEFAULT_REDIS_COMMAND_TIMEOUT_SECONDS = 1
 /** Redis reconnect backoff: 100 ms per attempt, capped here, forever. */
 export const REDIS_RECONNECT_MAX_DELAY_MS = 2_000
+
+/** metrics.enabled when not set: Prometheus metrics are served. */
+export const DEFAULT_METRICS_ENABLED = true
+/** metrics.path when not set: where the Prometheus text format is served. */
+export const DEFAULT_METRICS_PATH = '/metrics'
+/** metrics.listen.host when not set: the separate metrics listener stays on loopback. */
+export const DEFAULT_METRICS_LISTEN_HOST = '127.0.0.1'
+/** Prefix of every metric name (the gateway's and the default process metrics). */
+export const METRICS_PREFIX = 'mcp_gateway_'
+/** Buckets of request_duration_seconds (seconds): sub-millisecond answers up to long tool calls; open streams land in +Inf. */
+export const METRICS_DURATION_BUCKETS_SECONDS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60] as const
+/** Buckets of overhead_seconds (seconds): the gateway's own time before the upstream is called, normally well under a millisecond. */
+export const METRICS_OVERHEAD_BUCKETS_SECONDS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5] as const
+
+/** health.livenessPath when not set: 200 while the process serves requests. */
+export const DEFAULT_LIVENESS_PATH = '/healthz'
+/** health.readinessPath when not set: 200 once every issuer's metadata and keys are loaded. */
+export const DEFAULT_READINESS_PATH = '/readyz'
+
+/** audit.enabled when not set: no audit log. */
+export const DEFAULT_AUDIT_ENABLED = false
+/** audit.destination when not set. */
+export const DEFAULT_AUDIT_DESTINATION = 'stdout'
+/** audit.includeArguments when not set: tool and prompt arguments (personal data, secrets) stay out of the audit log. */
+export const DEFAULT_AUDIT_INCLUDE_ARGUMENTS = false
+/** Tool, prompt and method names and resource URIs in audit lines are cut to this many characters (they come from request bodies). */
+export const AUDIT_MAX_NAME_CHARS = 256

@@ -15,6 +15,7 @@ import { PROFILES } from './profiles.js'
 import * as D from './defaults.js'
 import { normaliseEdge, routeOrigins } from './edge.js'
 import { normaliseSessions } from './sessions.js'
+import { normaliseObservability, observabilityPathClashes } from './observability.js'
 import type { AudienceRule, ClaimPath, GatewayConfig, IntrospectionConfig, IssuerConfig, PolicyConfig, RouteConfig } from './types.js'
 import { gatewayHeaderClashes, normaliseIdentityAssertion, normaliseSigning, normaliseUpstreamAuth, type IdentityContext } from './upstream-identity.js'
 
@@ -158,6 +159,11 @@ function allowedKeysAt (path: ReadonlyArray<PropertyKey>): string[] {
 function unwrap (s: z.ZodType): z.ZodType {
   let cur = s
   while (cur instanceof z.ZodOptional || cur instanceof z.ZodDefault) cur = cur.unwrap() as z.ZodType
+  // A union with one mapping branch (audit.destination): the mapping's keys are the allowed ones.
+  if (cur instanceof z.ZodUnion) {
+    const objects = (cur.options as z.ZodType[]).filter((o) => o instanceof z.ZodObject)
+    if (objects.length === 1) return objects[0]!
+  }
   return cur
 }
 
@@ -201,9 +207,19 @@ function formatIssues (issues: readonly z.core.$ZodIssue[], root?: unknown, pref
         break
       case 'invalid_union': {
         const last = path[path.length - 1]
+        const got = valueAt(root, path)
+        if (last === 'destination' && got !== null && typeof got === 'object' && !Array.isArray(got)) {
+          // audit.destination as a mapping: the `{ file }` branch's own problems say more than the union rule.
+          const branch = issue.errors.find((e) => e.length > 0 && e.every((i) => i.path.length > 0 || i.code === 'unrecognized_keys'))
+          if (branch !== undefined) {
+            out.push(...formatIssues(branch, root, path))
+            break
+          }
+        }
         const rule = last === 'mirrorAuthorizationServerMetadata'
           ? 'must be true, false or an issuer URL'
           : last === 'trustProxy' ? 'must be false, true, a number of proxy hops or a list of CIDR ranges'
+          : last === 'destination' ? 'must be stdout, stderr or a mapping { file: <path> }'
           : path.includes('requiredClaims') ? 'must be a string, a number or true/false' : 'must be a string or a list of strings'
         out.push(`${where}: got ${typeName(valueAt(root, path))}: ${rule}`)
         break
@@ -253,6 +269,7 @@ function crossChecks (raw: unknown): string[] {
     })
     issuers.forEach((as, i) => { problems.push(...keyChecks(as, `authorizationServers[${i}]`)) })
   }
+  problems.push(...observabilityPathClashes(raw))
   return problems
 }
 
@@ -379,12 +396,13 @@ function normalise (raw: RawConfig, baseDir: string, env: Env): GatewayConfig {
     problems.push('mirrorAuthorizationServerMetadata: the issuer uses a shared secret and has no metadata: mirror an issuer that is discovered')
   }
 
-  if (problems.length > 0) throw new ConfigError(problems)
-
   const host = raw.listen?.host ?? D.DEFAULT_LISTEN_HOST
   if (!isLoopbackHost(host) && tls === undefined && publicUrl.startsWith('https:')) {
     warnings.push(`listen.host ${host} is not loopback and listen.tls is not set: make sure TLS is terminated in front of the gateway`)
   }
+  const observability = normaliseObservability(raw, { baseDir, listenHost: host, listenPort: raw.listen?.port ?? D.DEFAULT_LISTEN_PORT, warnings, problems })
+
+  if (problems.length > 0) throw new ConfigError(problems)
 
   return Object.freeze({
     listen: Object.freeze({ host, port: raw.listen?.port ?? D.DEFAULT_LISTEN_PORT, tls }),
@@ -400,6 +418,7 @@ function normalise (raw: RawConfig, baseDir: string, env: Env): GatewayConfig {
     rateLimits: edge.rateLimits,
     sessions: sessions.sessions,
     redis: sessions.redis,
+    ...observability,
     tokenCache: Object.freeze({ maxEntries: raw.tokenCache?.maxEntries ?? D.DEFAULT_TOKEN_CACHE_MAX_ENTRIES }),
     mirrorAuthorizationServerMetadata: mirrorIssuer,
     logLevel: raw.logLevel ?? D.DEFAULT_LOG_LEVEL,

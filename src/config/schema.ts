@@ -110,11 +110,7 @@ const routePath = z.string().superRefine((value, ctx) => {
   if (value === '/.well-known' || value.startsWith('/.well-known/')) {
     ctx.addIssue({ code: 'custom', message: 'path is under /.well-known: that prefix is reserved for metadata' })
   }
-  for (const reserved of ['/healthz', '/readyz']) {
-    if (value === reserved || value.startsWith(reserved + '/')) {
-      ctx.addIssue({ code: 'custom', message: `path is under ${reserved}: that path is reserved for health checks` })
-    }
-  }
+  // Clashes with the health and metrics paths (configurable) are cross-checks in load.ts.
 })
 
 /** RFC 7230 token: what a header field name may contain. */
@@ -298,6 +294,7 @@ export const UPSTREAM_AUTH_KEYS: Readonly<Record<(typeof UPSTREAM_AUTH_TYPES)[nu
   clientCredentials: ['name', 'tokenEndpoint', 'clientId', 'clientSecret', 'authMethod', 'scope', 'resource', 'audience', 'timeoutSeconds'],
   tokenExchange: ['name', 'tokenEndpoint', 'clientId', 'clientSecret', 'authMethod', 'scope', 'resource', 'audience', 'timeoutSeconds']
 }
+/** The keys each upstreamAuth type requires (exported for the JSON Schema: scripts/gen-schema.ts). */
 export const UPSTREAM_AUTH_REQUIRED: Readonly<Record<(typeof UPSTREAM_AUTH_TYPES)[number], readonly string[]>> = {
   none: [],
   header: ['value'],
@@ -485,6 +482,47 @@ const sessionsSchema = z.strictObject({
   onStoreError: z.enum(['deny', 'allow']).optional()
 })
 
+const portNumber = z.number().int({ message: 'not an integer: port must be an integer' }).min(0, { message: 'out of range: port must be 0–65535' }).max(65535, { message: 'out of range: port must be 0–65535' })
+
+/** Prometheus metrics (observability/metrics.ts). */
+const metricsSchema = z.strictObject({
+  /** Serve the metrics. Default true. */
+  enabled: z.boolean().optional(),
+  /** Path of the Prometheus text endpoint (unauthenticated, never rate limited). Default /metrics. */
+  path: routePath.optional(),
+  /** Serve the metrics on this separate plain-HTTP address only, not on the main listener. Default: the main listener. */
+  listen: z.strictObject({
+    /** Address of the metrics listener. Default 127.0.0.1. */
+    host: z.string().min(1).optional(),
+    /** TCP port of the metrics listener; 0 picks a free one. */
+    port: portNumber
+  }).optional()
+})
+
+/** Liveness and readiness probe paths (plugins/health.ts); both unauthenticated and never rate limited. */
+const healthSchema = z.strictObject({
+  /** Liveness: 200 while the process serves requests. Default /healthz. */
+  livenessPath: routePath.optional(),
+  /** Readiness: 200 once every issuer's metadata and keys are loaded, else 503. Default /readyz. */
+  readinessPath: routePath.optional()
+})
+
+/** The audit log (observability/audit.ts): one JSON line per MCP operation. */
+const auditSchema = z.strictObject({
+  /** Write the audit log. Default false. */
+  enabled: z.boolean().optional(),
+  /** stdout (default, with the other logs), stderr, or `{ file: path }` (appended to). */
+  destination: z.union([
+    z.enum(['stdout', 'stderr']),
+    z.strictObject({
+      /** File the lines are appended to; relative to the config file's directory. Its directory must exist. */
+      file: z.string().min(1, { message: 'empty path: give the path of the audit log file' })
+    })
+  ]).optional(),
+  /** Add the arguments of tools/call and prompts/get to each line. Default false: they may hold personal data or secrets. */
+  includeArguments: z.boolean().optional()
+})
+
 /** The whole configuration file. */
 export const configSchema = z.strictObject({
   /** Where the gateway listens. */
@@ -505,6 +543,12 @@ export const configSchema = z.strictObject({
   sessions: sessionsSchema.optional(),
   /** The Redis connection shared by every store set to redis. */
   redis: redisSchema.optional(),
+  /** Prometheus metrics: `{ enabled, path, listen }`. */
+  metrics: metricsSchema.optional(),
+  /** Liveness and readiness probe paths. */
+  health: healthSchema.optional(),
+  /** One structured line per MCP operation (who called which tool, the decision, the upstream status). */
+  audit: auditSchema.optional(),
   /** Authorization servers whose access tokens are accepted (at least one). */
   authorizationServers: z.array(authorizationServerSchema).min(1, { message: 'empty list: at least one authorization server is required' }),
   /** Protected routes: a public path prefix proxied to an upstream MCP server (at least one). */

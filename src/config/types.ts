@@ -244,6 +244,32 @@ export interface RedisConfig {
   readonly commandTimeoutMs: number
 }
 
+/** Prometheus metrics (metrics:; observability/metrics.ts). */
+export interface MetricsConfig {
+  readonly enabled: boolean
+  /** Path of the Prometheus text endpoint. */
+  readonly path: string
+  /** A separate plain-HTTP listener serving only `path`; undefined: served on the main listener. */
+  readonly listen: { readonly host: string, readonly port: number } | undefined
+}
+
+/** Probe paths (health:; plugins/health.ts). */
+export interface HealthConfig {
+  readonly livenessPath: string
+  readonly readinessPath: string
+}
+
+/** Where audit lines go: stdout, stderr, or a file (absolute path, appended to). */
+export type AuditDestination = 'stdout' | 'stderr' | { readonly file: string }
+
+/** The audit log (audit:; observability/audit.ts): one line per MCP operation. */
+export interface AuditConfig {
+  readonly enabled: boolean
+  readonly destination: AuditDestination
+  /** Add tools/call and prompts/get `params.arguments` to the lines. */
+  readonly includeArguments: boolean
+}
+
 /** The whole gateway configuration after validation. */
 export interface GatewayConfig {
   readonly listen: ListenConfig
@@ -283,6 +309,9 @@ export interface GatewayConfig {
   readonly sessions: SessionsConfig
   /** Redis connection; undefined when no `redis` section is configured. */
   readonly redis: RedisConfig | undefined
+  readonly metrics: MetricsConfig
+  readonly health: HealthConfig
+  readonly audit: AuditConfig
   /** Risky but accepted settings, printed once at startup. */
   readonly warnings: readonly string[]
 }

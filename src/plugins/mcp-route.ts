@@ -3,7 +3,8 @@
  * body is read) → forward to the upstream with identity headers, streaming.
  * Routes with a `policy` also parse each JSON-RPC body, check it against the
  * per-operation scopes, forward the re-serialised body, and filter tools/list
- * results; routes without one forward bodies byte for byte and never parse them.
+ * results; routes without one forward bodies byte for byte and never parse them
+ * (with the audit log on, they parse them for the audit line only).
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestHookHandler, RouteHandlerMethod } from 'fastify'
 import type { RouteConfig } from '../config/types.js'
@@ -21,12 +22,12 @@ import type { SigningKeys } from '../identity/keys.js'
 import { forward, type StreamTransform, type TransformChooser } from '../proxy/forwarder.js'
 import { EndpointScanner, rewriteEndpoint } from '../mcp/sse.js'
 import {
-  headerMismatch, jsonRpcError, jsonRpcErrorsFor, parseJsonRpc,
-  JSONRPC_HEADER_MISMATCH, JSONRPC_INSUFFICIENT_SCOPE, type JsonRpcId
+  headerMismatch, jsonRpcError, jsonRpcErrorsFor, parseJsonRpc, targetOf,
+  JSONRPC_HEADER_MISMATCH, JSONRPC_INSUFFICIENT_SCOPE, type JsonRpcId, type JsonRpcMessage
 } from '../mcp/jsonrpc.js'
 import { filterToolsListJson, MAX_TOOLS_LIST_RESPONSE_BYTES, ToolsListSseFilter, type ToolsListIds } from '../mcp/tools-filter.js'
 import { compilePolicy, type CompiledPolicy } from '../policy/compile.js'
-import { allows, evaluate, evaluateNoBody, mayCallTool, type Decision } from '../policy/evaluate.js'
+import { allows, evaluate, evaluateNoBody, mayCallTool, requiredFor, type Decision } from '../policy/evaluate.js'
 import { MAX_SSE_ENDPOINT_SCAN_BYTES } from '../config/defaults.js'
 import { sendError, sendJsonRpcError } from './http-errors.js'
 import { applyRouteCors, compileRouteCors } from './origin.js'
@@ -37,6 +38,8 @@ import type { StreamLimiter } from '../proxy/stream-limits.js'
 import { logRequest } from './request-log.js'
 import { sessionGate } from './session-gate.js'
 import type { SessionBinder, SessionExchange } from '../session/binding.js'
+import { compileDenialLabel, NOOP_TELEMETRY, type Telemetry } from '../observability/telemetry.js'
+import type { AuditWriter } from '../observability/audit.js'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -68,6 +71,10 @@ export interface McpRouteDeps {
   readonly streams?: StreamLimiter
   /** Session binding (session/binding.ts); undefined: session ids pass unchecked. */
   readonly sessions?: SessionBinder | undefined
+  /** Metrics (observability/telemetry.ts); undefined: none. */
+  readonly telemetry?: Telemetry
+  /** Audit lines of this route's exchanges; undefined: audit is off (bodies of routes without a policy stay unread). */
+  readonly audit?: AuditWriter | undefined
 }
 
 /** Error responses of a route are readable by browser clients from allowed origins (they need WWW-Authenticate). */
@@ -148,10 +155,15 @@ export function registerMcpRoute (app: FastifyInstance, deps: McpRouteDeps): voi
   if (route.identityAssertion !== undefined && deps.signingKeys === undefined) throw new Error(`route ${route.id}: identityAssertion needs signing keys`)
   const extras = compileUpstreamExtras(route.identityAssertion === undefined ? undefined : createAssertionIssuer(route.identityAssertion, deps.signingKeys!, deps.publicUrl), credential)
   const cors = compileRouteCors(route.allowedOrigins)
-  const limits = deps.rateLimits?.forRoute(route.id, cors)
+  const telemetry = deps.telemetry ?? NOOP_TELEMETRY
+  // Bound once: the request path records into this route's own cells.
+  const tel = telemetry.route(route.id)
+  const audit = deps.audit
+  const denialLabel = route.policy === undefined ? undefined : compileDenialLabel(route.policy)
+  const limits = deps.rateLimits?.forRoute(route.id, cors, tel)
   const clientAddress = deps.clientAddress ?? SOCKET_ONLY
   const streams = deps.streams
-  const routeConfig = { gwRouteId: route.id, kind: 'mcp', cors }
+  const routeConfig = { gwRouteId: route.id, kind: 'mcp', cors, telemetry: tel, audit }
 
   const reject = (request: FastifyRequest, reply: FastifyReply, err: unknown): void => {
     if (err instanceof InvalidRequestError) {
@@ -209,6 +221,7 @@ export function registerMcpRoute (app: FastifyInstance, deps: McpRouteDeps): voi
       }
       token = cred.token
       const hit = authenticator.cached(routeAuth, token, Date.now())
+      tel.tokenCache(hit !== undefined)
       if (hit !== undefined) {
         admit(request, reply, hit, done)
         return
@@ -287,12 +300,15 @@ export function registerMcpRoute (app: FastifyInstance, deps: McpRouteDeps): voi
       if (request.method === 'GET') {
         streamKey = openStream(streams, request, reply, request.principal!)
         if (streamKey === undefined) return
+        telemetry.streamOpened()
       } else {
         const key = admitStreamable(streams, request, reply, request.principal!)
         if (key === undefined) return
-        onStream = () => { streams.track(key); streamKey = key }
+        onStream = () => { streams.track(key); streamKey = key; telemetry.streamOpened() }
       }
     }
+    // reply.elapsedTime: milliseconds since the request arrived; what follows is the upstream's time.
+    tel.overhead(reply.elapsedTime)
     const stream = request.method === 'GET' ? upstream.streamClient() : undefined
     // The gateway writes the response itself; Fastify still runs onResponse (the log line) on finish.
     reply.hijack()
@@ -309,7 +325,10 @@ export function registerMcpRoute (app: FastifyInstance, deps: McpRouteDeps): voi
       onEnd: (outcome, failure, code, cut) => {
         if (stream !== undefined) void stream.destroy()
         request.session?.end()
-        if (streamKey !== undefined) streams!.release(streamKey)
+        if (streamKey !== undefined) {
+          streams!.release(streamKey)
+          telemetry.streamClosed()
+        }
         request.outcome = outcome
         if (outcome === 'upstream_error') request.log.warn({ reqId: request.id, route: route.id, failure, code }, 'upstream request failed')
         // A response that never finishes gets no onResponse: log it here.
@@ -322,6 +341,21 @@ export function registerMcpRoute (app: FastifyInstance, deps: McpRouteDeps): voi
   const forwardRequest: RouteHandlerMethod = function (request, reply) {
     const body = request.body
     proxy(request, reply, Buffer.isBuffer(body) ? body : undefined, undefined, request.method === 'GET' ? endpointChooser(request.session) : undefined, false)
+  }
+
+  /**
+   * forwardRequest with the audit on: the body is parsed for the audit line only
+   * (POSTs, and other requests with a body); the bytes forwarded are unchanged,
+   * and a body that is not JSON-RPC is forwarded as before.
+   */
+  const forwardAuditedRequest: RouteHandlerMethod = function (request, reply) {
+    const body = request.body
+    const buf = Buffer.isBuffer(body) ? body : undefined
+    if (request.method === 'POST' || (buf !== undefined && buf.length > 0)) {
+      const parsed = parseJsonRpc(buf)
+      request.audit = parsed.ok ? { messages: parsed.messages } : { parseError: parsed.message }
+    }
+    proxy(request, reply, buf, undefined, request.method === 'GET' ? endpointChooser(request.session) : undefined, false)
   }
 
   /**
@@ -346,8 +380,18 @@ export function registerMcpRoute (app: FastifyInstance, deps: McpRouteDeps): voi
     }
   }
 
-  const deny = (request: FastifyRequest, reply: FastifyReply, decision: Decision, body: string): void => {
+  /** A policy refusal; `messages` (a refused body): each refused one is counted, and the audit line names what it lacks. */
+  const deny = (request: FastifyRequest, reply: FastifyReply, decision: Decision, body: string, messages?: readonly JsonRpcMessage[]): void => {
     request.outcome = 'insufficient_scope'
+    if (messages === undefined) tel.policyDenied(denialLabel!(undefined, undefined))
+    else {
+      const scopes = request.principal!.scopes
+      const missing = messages.map((m) => requiredFor(policy!, m).filter((s) => !scopes.has(s)))
+      for (let i = 0; i < messages.length; i++) {
+        if (missing[i]!.length > 0) tel.policyDenied(denialLabel!(messages[i]!.method, targetOf(messages[i]!)))
+      }
+      if (request.audit !== null) request.audit.missing = missing
+    }
     void sendRouteJsonRpcError(reply.header('www-authenticate', challenges.insufficientScope(decision.needed, 'The access token lacks a scope this operation requires')), 403, body)
   }
 
@@ -371,11 +415,13 @@ export function registerMcpRoute (app: FastifyInstance, deps: McpRouteDeps): voi
     }
     // Any request with a body is inspected: what is not authorised is never forwarded.
     if (!isJsonRequestType(raw.headers['content-type'])) {
+      if (audit !== undefined) request.audit = { parseError: 'Unsupported content type' }
       request.outcome = 'unsupported_media_type'
       void sendRouteError(reply, 415, 'unsupported_media_type', 'The request content type is not supported')
       return
     }
     const parsed = parseJsonRpc(buf)
+    if (audit !== undefined) request.audit = parsed.ok ? { messages: parsed.messages } : { parseError: parsed.message }
     if (!parsed.ok) {
       request.outcome = 'invalid_request'
       void sendRouteJsonRpcError(reply, 400, jsonRpcError(parsed.id, parsed.code, parsed.message))
@@ -392,7 +438,7 @@ export function registerMcpRoute (app: FastifyInstance, deps: McpRouteDeps): voi
     const decision = evaluate(p, principal, parsed.messages)
     if (!decision.allow) {
       deny(request, reply, decision, jsonRpcErrorsFor(parsed, JSONRPC_INSUFFICIENT_SCOPE, (msg) =>
-        allows(p, principal, msg) ? 'Not processed: another message in the batch was refused' : 'Insufficient scope'))
+        allows(p, principal, msg) ? 'Not processed: another message in the batch was refused' : 'Insufficient scope'), parsed.messages)
       return
     }
     // What is authorised is exactly what is forwarded: the parsed value, re-serialised, so the
@@ -419,13 +465,13 @@ export function registerMcpRoute (app: FastifyInstance, deps: McpRouteDeps): voi
     proxy(request, reply, out, requestId, transform, ids !== undefined)
   }
 
-  const gate = deps.sessions === undefined ? undefined : sessionGate(deps.sessions, route.id, sendRouteJsonRpcError)
+  const gate = deps.sessions === undefined ? undefined : sessionGate(deps.sessions, route.id, sendRouteJsonRpcError, tel)
   // perIp before any token work; perPrincipal once the caller is known; the session gate last (a store lookup).
   const onRequestHooks = [limits?.perIp, authenticate, limits?.perPrincipal, gate].filter((h): h is onRequestHookHandler => h !== undefined)
   // Server already closed when this runs: cut what is left (SSE streams would hold close() forever).
   app.addHook('onClose', async () => { credential?.close(); await upstream.close() })
   for (const url of [route.path, route.path + '/*']) {
-    app.route({ method: [...PROXIED_METHODS], url, onRequest: onRequestHooks, handler: policy === undefined ? forwardRequest : forwardPolicyRequest, config: routeConfig })
+    app.route({ method: [...PROXIED_METHODS], url, onRequest: onRequestHooks, handler: policy !== undefined ? forwardPolicyRequest : audit !== undefined ? forwardAuditedRequest : forwardRequest, config: routeConfig })
     app.route({ method: 'OPTIONS', url, onRequest: limits?.perIp, handler: cors.preflight, config: routeConfig })
   }
 }

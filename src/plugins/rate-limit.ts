@@ -26,6 +26,7 @@ import type { ClientAddressResolver } from '../proxy/client-ip.js'
 import { jsonRpcError, type JsonRpcId, type JsonRpcMessage } from '../mcp/jsonrpc.js'
 import { sendError, sendJsonRpcError } from './http-errors.js'
 import type { RouteCors } from './origin.js'
+import { NOOP_ROUTE_TELEMETRY, type RateLimitKind, type RouteTelemetry } from '../observability/telemetry.js'
 
 declare module 'fastify' {
   /**
@@ -76,8 +77,8 @@ export interface RouteRateLimits {
 }
 
 export interface RateLimits {
-  /** The limits of one route; its CORS settings decorate the refusals. */
-  forRoute: (routeId: string, cors: RouteCors) => RouteRateLimits
+  /** The limits of one route; its CORS settings decorate the refusals; its telemetry counts them. */
+  forRoute: (routeId: string, cors: RouteCors, telemetry?: RouteTelemetry) => RouteRateLimits
 }
 
 export interface RateLimitDeps {
@@ -150,8 +151,9 @@ export function registerRateLimits (app: FastifyInstance, config: RateLimitsConf
   }
 
   /** Over the limit: the plugin's headers on the refusal, and the log outcome. */
-  const limited = (request: FastifyRequest, reply: FastifyReply, cors: RouteCors, r: LimitResult & { isAllowed: false }, limit: string): FastifyReply => {
+  const limited = (request: FastifyRequest, reply: FastifyReply, cors: RouteCors, r: LimitResult & { isAllowed: false }, limit: RateLimitKind, telemetry: RouteTelemetry): FastifyReply => {
     request.outcome = 'rate_limited'
+    telemetry.rateLimited(limit)
     request.log.debug({ reqId: request.id, limit }, 'rate limited')
     const after = String(Math.max(1, r.ttlInSeconds))
     return cors.decorate(reply, request.headers.origin)
@@ -161,27 +163,27 @@ export function registerRateLimits (app: FastifyInstance, config: RateLimitsConf
       .header('retry-after', after)
   }
 
-  const hook = (cors: RouteCors, limit: string, keyOf: (request: FastifyRequest) => string): onRequestHookHandler => (request, reply, done) => {
+  const hook = (cors: RouteCors, limit: RateLimitKind, keyOf: (request: FastifyRequest) => string, telemetry: RouteTelemetry): onRequestHookHandler => (request, reply, done) => {
     hit(request, keyOf(request)).then((r) => {
       if (r.isAllowed || !r.isExceeded) {
         done()
         return
       }
-      void sendError(limited(request, reply, cors, r, limit), 429, 'rate_limited', 'Too many requests; retry later')
+      void sendError(limited(request, reply, cors, r, limit, telemetry), 429, 'rate_limited', 'Too many requests; retry later')
     }, (err: unknown) => {
       if (storeFailed(request, reply, cors, err)) done()
     })
   }
 
   return {
-    forRoute: (routeId, cors) => {
+    forRoute: (routeId, cors, telemetry = NOOP_ROUTE_TELEMETRY) => {
       const perIp = config.perIp === undefined
         ? undefined
-        : hook(cors, 'perIp', (request) => storeKey(IP, deps.clientAddress(request.raw.socket.remoteAddress, request.headers['x-forwarded-for']).ip))
+        : hook(cors, 'perIp', (request) => storeKey(IP, deps.clientAddress(request.raw.socket.remoteAddress, request.headers['x-forwarded-for']).ip), telemetry)
       const pp = config.perPrincipal
       const perPrincipal = pp === undefined
         ? undefined
-        : hook(cors, 'perPrincipal', (request) => storeKey(PRINCIPAL, principalId(request.principal!, pp.key)))
+        : hook(cors, 'perPrincipal', (request) => storeKey(PRINCIPAL, principalId(request.principal!, pp.key)), telemetry)
       const keyMode = pp?.key ?? 'subject'
       const perTool = config.perTool === undefined
         ? undefined
@@ -198,7 +200,7 @@ export function registerRateLimits (app: FastifyInstance, config: RateLimitsConf
               return storeFailed(request, reply, cors, err)
             }
             if (!r.isAllowed && r.isExceeded) {
-              void sendJsonRpcError(limited(request, reply, cors, r, 'perTool'), 429, jsonRpcError(requestId, JSONRPC_RATE_LIMITED, 'Rate limit exceeded for this tool; retry later'))
+              void sendJsonRpcError(limited(request, reply, cors, r, 'perTool', telemetry), 429, jsonRpcError(requestId, JSONRPC_RATE_LIMITED, 'Rate limit exceeded for this tool; retry later'))
               return false
             }
           }

@@ -7,6 +7,7 @@
 import type { FastifyReply, FastifyRequest, onRequestHookHandler } from 'fastify'
 import { sessionIdsOf, SessionExchange, SESSION_HEADER, type SessionBinder, type SessionCheck } from '../session/binding.js'
 import { isPromise } from '../session/store.js'
+import { NOOP_ROUTE_TELEMETRY, type RouteTelemetry } from '../observability/telemetry.js'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -22,7 +23,7 @@ export type SendJsonBody = (reply: FastifyReply, status: number, body: string) =
  * The gate for one route. Requests without a session id never touch the store;
  * with the memory store the check is synchronous (no extra await).
  */
-export function sessionGate (binder: SessionBinder, routeId: string, send: SendJsonBody): onRequestHookHandler {
+export function sessionGate (binder: SessionBinder, routeId: string, send: SendJsonBody, telemetry: RouteTelemetry = NOOP_ROUTE_TELEMETRY): onRequestHookHandler {
   const settle = (request: FastifyRequest, reply: FastifyReply, c: SessionCheck, done: () => void): void => {
     if (c instanceof SessionExchange) {
       request.session = c
@@ -30,6 +31,8 @@ export function sessionGate (binder: SessionBinder, routeId: string, send: SendJ
       return
     }
     request.outcome = c.outcome
+    // A 404 is a binding refusal (another caller's, or an unknown legacy, session); a 503 is the store failing.
+    if (c.status === 404) telemetry.sessionRejected()
     if (c.retryAfterSeconds !== undefined) reply.header('retry-after', String(c.retryAfterSeconds))
     void send(reply, c.status, c.body)
   }

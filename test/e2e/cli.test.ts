@@ -8,7 +8,8 @@ import { existsSync, mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
-import { stringify } from 'yaml'
+import { randomBytes } from 'node:crypto'
+import { parse, stringify } from 'yaml'
 import { startStaticIssuer } from '../helpers/static-issuer.js'
 import { freePort } from '../helpers/net.js'
 import { DIST_MAIN, ROOT, SRC_MAIN, startCli, type Run, type RunningCli } from '../helpers/cli.js'
@@ -41,7 +42,7 @@ t.test('--version and --help', async (t) => {
   t.equal(v.stdout.trim(), pkg.version)
   const h = await run(['--help'])
   t.equal(h.code, 0)
-  t.match(h.stdout, /Usage: mcp-auth-gateway \[--config <file>\] \[--check\]/)
+  t.match(h.stdout, /Usage: mcp-auth-gateway \[--config <file>\] \[--check \[--print\]\]/)
   const bad = await run(['--no-such-flag'])
   t.equal(bad.code, 2, 'bad usage exits 2')
   t.match(bad.stderr, /Unknown option '--no-such-flag'/)
@@ -80,6 +81,64 @@ t.test('an invalid config lists every problem, one line each, and no stack trace
   const noDefault = await run([])
   t.equal(noDefault.code, 1, 'no ./gateway.yaml: exit 1')
   t.match(noDefault.stderr, /\.\/gateway\.yaml: cannot read the config file/)
+})
+
+t.test('--check --print prints the normalised config as YAML, every secret redacted', async (t) => {
+  const secret = (name: string): string => `${name}-${randomBytes(24).toString('hex')}`
+  const env = { GW_CLI_SHARED: secret('shared'), GW_CLI_REDIS: secret('redis'), GW_CLI_CC: secret('cc') }
+  const fileSecret = secret('file')
+  writeFileSync(join(dir, 'api-key.txt'), `${fileSecret}\n`, { mode: 0o600 })
+  writeFileSync(join(dir, 'secrets.yaml'), stringify(validConfig({
+    authorizationServers: [
+      { issuer: 'https://as.example.com' },
+      { issuer: 'https://hs.example.com', algorithms: ['HS256'], sharedSecret: { fromEnv: 'GW_CLI_SHARED' } }
+    ],
+    routes: [
+      { path: '/mcp', upstream: 'http://127.0.0.1:3001/mcp', scopes: ['mcp:tools'], upstreamAuth: { type: 'header', name: 'X-Api-Key', value: { fromFile: 'api-key.txt' } } },
+      { path: '/cc', upstream: 'http://127.0.0.1:3002', scopes: ['mcp:tools'], upstreamAuth: { type: 'clientCredentials', tokenEndpoint: 'https://as.example.com/token', clientId: 'gw', clientSecret: { fromEnv: 'GW_CLI_CC' } } }
+    ],
+    redis: { url: 'redis://127.0.0.1:6379/0', password: { fromEnv: 'GW_CLI_REDIS' } }
+  })))
+  const r = await run(['--check', '--print', '--config', 'secrets.yaml'], env)
+  t.equal(r.code, 0, 'exit 0')
+  t.equal(r.stderr, '', 'nothing on stderr')
+  t.match(r.stdout, /^# secrets\.yaml: configuration is valid \(2 routes, 2 authorization servers\)\n/, 'the summary is a YAML comment')
+  for (const value of [...Object.values(env), fileSecret]) {
+    t.notOk(r.stdout.includes(value), `secret ${value.slice(0, 8)}… is not printed`)
+  }
+  const doc = parse(r.stdout) as Record<string, any>
+  const cases: Array<[string, unknown, unknown]> = [
+    ['authorizationServers[1].sharedSecret', doc.authorizationServers[1].sharedSecret, '<redacted: fromEnv GW_CLI_SHARED>'],
+    ['routes[0].upstreamAuth.value', doc.routes[0].upstreamAuth.value, '<redacted: fromFile api-key.txt>'],
+    ['routes[1].upstreamAuth.clientSecret', doc.routes[1].upstreamAuth.clientSecret, '<redacted: fromEnv GW_CLI_CC>'],
+    ['redis.password', doc.redis.password, '<redacted: fromEnv GW_CLI_REDIS>'],
+    ['routes[0].upstreamAuth.header (not secret)', doc.routes[0].upstreamAuth.header, 'x-api-key'],
+    ['listen.port (default)', doc.listen.port, 8080],
+    ['routes[0].timeouts.connectMs (default, normalised)', doc.routes[0].timeouts.connectMs, 10000],
+    ['authorizationServers[0].profile (default)', doc.authorizationServers[0].profile, 'generic']
+  ]
+  for (const [where, got, want] of cases) t.equal(got, want, where)
+
+  const example = await run(['--check', '--print', '--config', join(ROOT, 'gateway.example.yaml')])
+  t.equal(example.code, 0, 'the shipped example prints')
+  t.equal((parse(example.stdout) as { publicUrl: string }).publicUrl, 'https://mcp.example.com')
+})
+
+t.test('--print: usage error without --check; nothing printed for an invalid config', async (t) => {
+  const cases: Array<[string[], number, RegExp]> = [
+    [['--print', '--config', 'valid.yaml'], 2, /--print needs --check/],
+    [['--print'], 2, /--print needs --check/],
+    [['--check', '--print', '--config', 'invalid.yaml'], 1, /invalid\.yaml: 7 configuration problems/],
+    [['--check', '--print', '--config', 'nope.yaml'], 1, /cannot read the config file/]
+  ]
+  for (const [args, code, stderr] of cases) {
+    const r = await run(args)
+    t.equal(r.code, code, `${args.join(' ')} exits ${code}`)
+    t.match(r.stderr, stderr, `${args.join(' ')}: stderr says why`)
+    t.equal(r.stdout, '', `${args.join(' ')}: nothing on stdout`)
+  }
+  const h = await run(['--help'])
+  t.match(h.stdout, /--print +with --check: also print the normalised config/, '--help documents --print')
 })
 
 t.test('the built bin (dist/src/main.js) runs', async (t) => {

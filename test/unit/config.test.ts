@@ -374,7 +374,8 @@ t.test('other publicUrl and listen warnings', async (t) => {
     t.equal(config.routes[0]!.resource, 'http://127.0.0.1:8080/mcp');
   });
   t.test('non-loopback listener without TLS behind an https publicUrl warns', async (t) => {
-    const config = parse(`listen:\n  host: 0.0.0.0\n${MINIMAL}`);
+    // Metrics on a listener of their own: the unauthenticated-metrics warning (observability-config.test.ts) stays out of this one.
+    const config = parse(`listen:\n  host: 0.0.0.0\nmetrics:\n  listen:\n    port: 9464\n${MINIMAL}`);
     t.strictSame(config.warnings, ['listen.host 0.0.0.0 is not loopback and listen.tls is not set: make sure TLS is terminated in front of the gateway']);
   });
 });
@@ -421,7 +422,7 @@ routes:
   });
   t.test('keys are not substituted', async (t) => {
     const problems = problemsOf(t, () => parse(`\${KEY}: 1\n${MINIMAL}`, { KEY: 'logLevel' }));
-    t.strictSame(problems, ['${KEY}: unknown key: allowed keys here are listen, publicUrl, allowedOrigins, trustProxy, rateLimits, sessions, redis, authorizationServers, routes, limits, tokenCache, mirrorAuthorizationServerMetadata, logLevel, shutdownTimeoutSeconds, signingKeys, signingAlgorithm']);
+    t.strictSame(problems, ['${KEY}: unknown key: allowed keys here are listen, publicUrl, allowedOrigins, trustProxy, rateLimits, sessions, redis, metrics, health, audit, authorizationServers, routes, limits, tokenCache, mirrorAuthorizationServerMetadata, logLevel, shutdownTimeoutSeconds, signingKeys, signingAlgorithm']);
   });
 });
 
