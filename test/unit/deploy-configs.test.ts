@@ -5,14 +5,19 @@
  *
  * - deploy/kubernetes: the ConfigMap's gateway.yaml; the Service exposes only
  *   the gateway port; probes on /healthz and /readyz; non-root, read-only root
- *   fs, no capabilities; the NetworkPolicy admits only the gateway port; the
- *   grace period covers the gateway's drain; the config path is the one the CLI
- *   reads (MCP_GATEWAY_CONFIG); every { fromEnv } the config names is provided.
+ *   fs, no capabilities; the NetworkPolicy admits the gateway port from anywhere
+ *   and the metrics port only from the monitoring namespace; the metrics have a
+ *   listener of their own (container port "metrics", prometheus.io annotations)
+ *   and no startup warning; the grace period covers the gateway's drain; the
+ *   config path is the one the CLI reads (MCP_GATEWAY_CONFIG); every { fromEnv }
+ *   the config names is provided.
  * - deploy/helm/mcp-auth-gateway, rendered with scripts/render-helm.ts (no helm
  *   binary needed) from its default values in sidecar and standalone mode, plus
- *   a rendering with a Secret and an Ingress: the same checks.
- * - deploy/compose/{drupal,keycloak}: both gateway.yaml files, the compose
- *   wiring, the Keycloak realm export (audience mapper, mcp:tools scope).
+ *   renderings with a Secret and an Ingress, with a ServiceMonitor, and with
+ *   metrics off: the same checks.
+ * - deploy/compose/{drupal,keycloak}: both gateway.yaml files (metrics on
+ *   loopback, unpublished), the compose wiring, the Keycloak realm export
+ *   (audience mapper, mcp:tools scope).
  * - scripts/render-helm.ts itself: what it renders, and that everything it does
  *   not understand is an error rather than silently wrong output.
  *
@@ -36,6 +41,8 @@ const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
 const DEPLOY = join(ROOT, 'deploy')
 const CHART = join(DEPLOY, 'helm', 'mcp-auth-gateway')
 const IMAGE = 'ghcr.io/mcp-auth-gateway/mcp-auth-gateway:0.1.0'
+/** The namespace every deploy/ NetworkPolicy admits to the metrics port (Prometheus'). */
+const MONITORING_NAMESPACE = 'monitoring'
 
 type Obj = Record<string, any>
 
@@ -120,6 +127,22 @@ function resolvePort (port: unknown, container: Obj): number | undefined {
 interface PodExpectations {
   /** sidecar: an MCP server container on loopback; standalone: the gateway alone. */
   readonly mode: 'sidecar' | 'standalone'
+  /** Whether the gateway serves metrics (helm metrics.enabled). */
+  readonly metrics: boolean
+  /** The namespace the manifests are applied to (a ServiceMonitor must look there). */
+  readonly namespace?: string
+}
+
+/** Metrics on the main listener of a non-loopback gateway are public: the loader warns, and no deploy/ config may. */
+function noMetricsWarning (t: Test, config: GatewayConfig, label: string): void {
+  t.same(config.warnings.filter((w) => /metrics/i.test(w)), [], `${label}: no startup warning about metrics`)
+}
+
+/** The Service in front of the gateway: the one that is not headless (a headless one only serves a ServiceMonitor). */
+function mainService (docs: Obj[], label: string): Obj {
+  const list = byKind(docs, 'Service').filter((s) => s.spec?.clusterIP !== 'None')
+  if (list.length !== 1) throw new Error(`${label}: expected exactly one Service with a cluster IP, found ${list.length}`)
+  return list[0]!
 }
 
 /**
@@ -128,7 +151,7 @@ interface PodExpectations {
  */
 function checkKubernetes (t: Test, docs: Obj[], label: string, expect: PodExpectations): GatewayConfig {
   const deployment = one(docs, 'Deployment', label)
-  const service = one(docs, 'Service', label)
+  const service = mainService(docs, label)
   const netpol = one(docs, 'NetworkPolicy', label)
   const configMaps = byKind(docs, 'ConfigMap')
   const secrets = byKind(docs, 'Secret')
@@ -185,15 +208,49 @@ function checkKubernetes (t: Test, docs: Obj[], label: string, expect: PodExpect
   }
   const config = load(text, refs.env, `${label} gateway.yaml`)
 
-  // Ports: the gateway listens on its container port; the Service exposes that port alone.
+  // Ports: the gateway listens on its container port "http" (plus "metrics" when metrics are on);
+  // the Service exposes the "http" port alone.
   const gatewayPorts = (gateway.ports ?? []) as Obj[]
-  t.equal(gatewayPorts.length, 1, `${label}: the gateway container declares one port`)
-  const port = gatewayPorts[0]?.containerPort as number
+  const metrics = config.metrics
+  t.same(gatewayPorts.map((p) => p.name), metrics.enabled ? ['http', 'metrics'] : ['http'],
+    `${label}: the gateway container declares its port${metrics.enabled ? ' and the metrics port' : ' alone (metrics are off)'}`)
+  const port = gatewayPorts.find((p) => p.name === 'http')?.containerPort as number
   t.equal(config.listen.port, port, `${label}: listen.port is the container port`)
   t.equal(config.listen.host, '0.0.0.0', `${label}: the gateway listens on the pod IP`)
   t.equal(service.spec.ports.length, 1, `${label}: the Service exposes exactly one port`)
   t.equal(resolvePort(service.spec.ports[0].targetPort, gateway), port, `${label}: the Service's one port targets the gateway`)
   t.ok(labelsMatch(service.spec.selector, podLabels), `${label}: the Service selects the pod`)
+
+  // Metrics: never on the public port. On: a listener of their own on the pod IP, declared as
+  // the container port "metrics" and announced by the prometheus.io annotations, in no Service
+  // but a headless one for a ServiceMonitor. Off: none of that.
+  noMetricsWarning(t, config, label)
+  t.equal(metrics.enabled, expect.metrics, `${label}: metrics are ${expect.metrics ? 'on' : 'off'}`)
+  const metricsPort = metrics.enabled ? metrics.listen?.port : undefined
+  const annotations = (deployment.spec.template.metadata.annotations ?? {}) as Obj
+  if (metrics.enabled) {
+    t.ok(metrics.listen !== undefined, `${label}: metrics have a listener of their own (metrics.listen), not the gateway port`)
+    t.equal(metrics.listen?.host, '0.0.0.0', `${label}: the metrics listen on the pod IP, where Prometheus scrapes`)
+    t.equal(resolvePort('metrics', gateway), metricsPort, `${label}: the metrics containerPort is metrics.listen.port`)
+    t.same([annotations['prometheus.io/scrape'], annotations['prometheus.io/port'], annotations['prometheus.io/path']], ['true', String(metricsPort), metrics.path],
+      `${label}: prometheus.io annotations name the metrics port and path`)
+  } else {
+    t.same(Object.keys(annotations).filter((k) => k.startsWith('prometheus.io/')), [], `${label}: no prometheus.io annotations`)
+  }
+  const headless = byKind(docs, 'Service').filter((s) => s.spec?.clusterIP === 'None')
+  const monitors = byKind(docs, 'ServiceMonitor')
+  t.equal(headless.length, monitors.length, `${label}: a headless metrics Service exactly when there is a ServiceMonitor`)
+  for (const hs of headless) {
+    t.ok(labelsMatch(hs.spec.selector, podLabels), `${label}: the metrics Service selects the pods`)
+    t.equal(hs.spec.ports?.length, 1, `${label}: the metrics Service has one port`)
+    t.equal(resolvePort(hs.spec.ports?.[0]?.targetPort, gateway), metricsPort, `${label}: it targets the metrics port`)
+  }
+  for (const sm of monitors) {
+    const selected = byKind(docs, 'Service').filter((s) => labelsMatch(sm.spec.selector?.matchLabels, s.metadata.labels)).map((s) => s.metadata.name as string)
+    t.same(selected, headless.map((s) => s.metadata.name as string), `${label}: the ServiceMonitor selects the metrics Service, not the gateway's`)
+    t.same((sm.spec.endpoints as Obj[]).map((e) => [e.port, e.path]), [[headless[0]?.spec.ports?.[0]?.name, metrics.path]], `${label}: it scrapes the metrics port by name, on the metrics path`)
+    t.same(sm.spec.namespaceSelector, { matchNames: [expect.namespace] }, `${label}: in the release's namespace`)
+  }
 
   // Probes: the gateway's health paths (configurable as health.livenessPath / readinessPath; /healthz and /readyz by default).
   const health = (config as { health?: { livenessPath?: string, readinessPath?: string } }).health
@@ -224,15 +281,28 @@ function checkKubernetes (t: Test, docs: Obj[], label: string, expect: PodExpect
   t.ok(pod.terminationGracePeriodSeconds > gatewaySleep + drain,
     `${label}: terminationGracePeriodSeconds (${String(pod.terminationGracePeriodSeconds)}) > preStop sleep (${gatewaySleep}) + shutdownTimeoutSeconds (${drain})`)
 
-  // NetworkPolicy: ingress to this pod, on the gateway port only.
+  // NetworkPolicy: ingress to this pod on the gateway port from anywhere, and on the metrics
+  // port (when on) only from the monitoring namespace; nothing else.
   t.ok(labelsMatch(netpol.spec.podSelector?.matchLabels, podLabels), `${label}: the NetworkPolicy selects the pod`)
   t.ok((netpol.spec.policyTypes as string[]).includes('Ingress'), `${label}: the NetworkPolicy restricts ingress`)
   const rules = (netpol.spec.ingress ?? []) as Obj[]
   t.ok(rules.length > 0, `${label}: the NetworkPolicy has an ingress rule`)
+  const gatewayRules: Obj[] = []
+  const metricsRules: Obj[] = []
   for (const r of rules) {
-    const ports = (r.ports ?? []) as Obj[]
+    const ports = ((r.ports ?? []) as Obj[]).map((p) => resolvePort(p.port, gateway))
     t.ok(ports.length > 0, `${label}: every ingress rule names its ports (none would allow all)`)
-    for (const p of ports) t.equal(resolvePort(p.port, gateway), port, `${label}: ingress is allowed on the gateway port only`)
+    if (ports.length > 0 && ports.every((p) => p === port)) gatewayRules.push(r)
+    else if (ports.length > 0 && metricsPort !== undefined && ports.every((p) => p === metricsPort)) metricsRules.push(r)
+    // With metrics off, a rule for the metrics port lands here too.
+    else t.fail(`${label}: an ingress rule allows ports ${ports.join(', ')}: only the gateway port, or the metrics port (when on) in a rule of its own`)
+  }
+  t.equal(gatewayRules.length, 1, `${label}: one ingress rule opens the gateway port`)
+  t.same(gatewayRules[0]?.from ?? [], [], `${label}: the gateway port is open to any source (the ingress controller)`)
+  if (metrics.enabled) t.equal(metricsRules.length, 1, `${label}: one ingress rule opens the metrics port`)
+  for (const r of metricsRules) {
+    t.same(r.from, [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': MONITORING_NAMESPACE } } }],
+      `${label}: the metrics port only from the ${MONITORING_NAMESPACE} namespace`)
   }
 
   // The upstream.
@@ -278,8 +348,20 @@ t.test('deploy/kubernetes: the sidecar manifests', async (t) => {
   t.same([...kustomization.resources].sort(), manifests, 'kustomization.yaml lists every manifest')
   const docs = manifests.flatMap((f) => yamlDocs(readFileSync(join(dir, f), 'utf8'), `kubernetes/${f}`))
   t.same(docs.map((d) => d.kind).sort(), ['ConfigMap', 'Deployment', 'NetworkPolicy', 'Secret', 'Service'], 'one of each kind')
-  const config = checkKubernetes(t, docs, 'kubernetes', { mode: 'sidecar' })
+  const config = checkKubernetes(t, docs, 'kubernetes', { mode: 'sidecar', metrics: true })
   t.equal(config.routes[0]!.upstreamAuth.type, 'header', 'the MCP server gets its own key, never the client token')
+  // The PodMonitor README.md offers for the Prometheus Operator scrapes this pod's metrics port.
+  const readme = readFileSync(join(dir, 'README.md'), 'utf8')
+  const blocks = [...readme.matchAll(/^( *)```yaml\n([\s\S]*?)^\1```/gm)].map((m) => m[2]!.replace(new RegExp(`^${m[1]!}`, 'gm'), ''))
+  const podMonitor = blocks.map((b) => parse(b) as Obj).find((d) => d?.kind === 'PodMonitor')
+  t.ok(podMonitor, 'README.md shows a PodMonitor')
+  const deployment = one(docs, 'Deployment', 'kubernetes')
+  const gatewayContainer = (deployment.spec.template.spec.containers as Obj[]).find((c) => c.name === 'gateway')!
+  t.ok(labelsMatch(podMonitor?.spec?.selector?.matchLabels, deployment.spec.template.metadata.labels), 'the PodMonitor selects the pod')
+  const endpoint = podMonitor?.spec?.podMetricsEndpoints?.[0] as Obj | undefined
+  t.equal(resolvePort(endpoint?.port, gatewayContainer), config.metrics.listen?.port, 'the PodMonitor scrapes the metrics port (by its name)')
+  t.equal(endpoint?.path, config.metrics.path, 'on the metrics path')
+  t.match(readme, new RegExp(`kubernetes\\.io/metadata\\.name: ${MONITORING_NAMESPACE}`), 'README.md says where the monitoring namespace is set')
   // The MCP server container checks the same Secret key the gateway sends.
   const pod = one(docs, 'Deployment', 'kubernetes').spec.template.spec as Obj
   const keyOf = (c: Obj | undefined): string[] => ((c?.env ?? []) as Obj[]).filter((e) => e.valueFrom?.secretKeyRef !== undefined).map((e) => `${String(e.valueFrom.secretKeyRef.name)}/${String(e.valueFrom.secretKeyRef.key)}`)
@@ -291,9 +373,14 @@ t.test('deploy/helm: the chart rendered from its default values', async (t) => {
   const defaults = parse(readFileSync(join(CHART, 'values.yaml'), 'utf8')) as Obj
   t.equal(defaults.mode, 'sidecar', 'the default mode is sidecar')
 
-  const cases: Array<{ name: string, values: Obj, mode: 'sidecar' | 'standalone', kinds: string[] }> = [
-    { name: 'sidecar (defaults)', values: {}, mode: 'sidecar', kinds: ['ConfigMap', 'Deployment', 'NetworkPolicy', 'Service'] },
-    { name: 'standalone (defaults)', values: { mode: 'standalone' }, mode: 'standalone', kinds: ['ConfigMap', 'Deployment', 'NetworkPolicy', 'Service'] },
+  t.equal(defaults.metrics.enabled, true, 'metrics are on by default')
+  t.equal(defaults.metrics.monitoringNamespace, MONITORING_NAMESPACE, `the NetworkPolicy admits metrics from ${MONITORING_NAMESPACE} by default`)
+  t.equal(defaults.metrics.serviceMonitor.enabled, false, 'no ServiceMonitor by default (it needs the Prometheus Operator\'s CRDs)')
+
+  const kinds = ['ConfigMap', 'Deployment', 'NetworkPolicy', 'Service']
+  const cases: Array<{ name: string, values: Obj, mode: 'sidecar' | 'standalone', metrics: boolean, kinds: string[] }> = [
+    { name: 'sidecar (defaults)', values: {}, mode: 'sidecar', metrics: true, kinds },
+    { name: 'standalone (defaults)', values: { mode: 'standalone' }, mode: 'standalone', metrics: true, kinds },
     {
       name: 'sidecar with a Secret and an Ingress',
       values: {
@@ -302,15 +389,34 @@ t.test('deploy/helm: the chart rendered from its default values', async (t) => {
         ingress: { enabled: true, className: 'nginx', tls: [{ secretName: 'mcp-tls', hosts: ['mcp.example.com'] }] }
       },
       mode: 'sidecar',
+      metrics: true,
       kinds: ['ConfigMap', 'Deployment', 'Ingress', 'NetworkPolicy', 'Secret', 'Service']
-    }
+    },
+    { name: 'sidecar with a ServiceMonitor', values: { metrics: { serviceMonitor: { enabled: true } } }, mode: 'sidecar', metrics: true, kinds: [...kinds, 'Service', 'ServiceMonitor'].sort() },
+    {
+      name: 'standalone with a ServiceMonitor and an Ingress',
+      values: { mode: 'standalone', metrics: { serviceMonitor: { enabled: true, interval: '15s', labels: { release: 'kps' } } }, ingress: { enabled: true } },
+      mode: 'standalone',
+      metrics: true,
+      kinds: [...kinds, 'Ingress', 'Service', 'ServiceMonitor'].sort()
+    },
+    { name: 'sidecar with metrics off', values: { metrics: { enabled: false } }, mode: 'sidecar', metrics: false, kinds },
+    { name: 'standalone with metrics off', values: { mode: 'standalone', metrics: { enabled: false } }, mode: 'standalone', metrics: false, kinds }
   ]
   for (const c of cases) {
     await t.test(c.name, async (t) => {
-      const rendered = renderChart(CHART, { values: c.values, releaseName: 'mcp' })
+      const rendered = renderChart(CHART, { values: c.values, releaseName: 'mcp', namespace: 'apps' })
       const docs = [...rendered.files].flatMap(([f, text]) => yamlDocs(text, `helm ${c.name} ${f}`))
       t.same(docs.map((d) => d.kind).sort(), c.kinds, 'the rendered kinds')
-      const config = checkKubernetes(t, docs, `helm ${c.name}`, { mode: c.mode })
+      const config = checkKubernetes(t, docs, `helm ${c.name}`, { mode: c.mode, metrics: c.metrics, namespace: 'apps' })
+      if (c.metrics) {
+        t.same(config.metrics.listen, { host: '0.0.0.0', port: defaults.metrics.port }, 'metrics.listen is 0.0.0.0:metrics.port')
+        t.equal(config.metrics.path, defaults.metrics.path, 'metrics.path is the chart\'s')
+      } else {
+        // Exactly `metrics: { enabled: false }`: nothing else the chart could leave behind.
+        const cm = one(docs, 'ConfigMap', c.name)
+        t.same((parse(cm.data['gateway.yaml'] as string) as Obj).metrics, { enabled: false }, 'gateway.yaml says metrics: { enabled: false }')
+      }
       t.equal(config.publicUrl, defaults.gateway.publicUrl, 'the gateway values end up in gateway.yaml')
       t.same(config.routes[0]!.scopes, defaults.route.scopes, 'the route values end up in gateway.yaml')
       if (c.mode === 'standalone') {
@@ -321,7 +427,7 @@ t.test('deploy/helm: the chart rendered from its default values', async (t) => {
       const ingress = byKind(docs, 'Ingress')[0]
       if (ingress !== undefined) {
         const backend = ingress.spec.rules[0].http.paths[0].backend.service
-        const service = one(docs, 'Service', c.name)
+        const service = mainService(docs, c.name)
         t.equal(backend.name, service.metadata.name, 'the Ingress routes to the Service')
         t.equal(backend.port.name, service.spec.ports[0].name, 'on its one port')
         t.equal(`https://${String(ingress.spec.rules[0].host)}`, config.publicUrl, 'the Ingress host is publicUrl')
@@ -353,6 +459,21 @@ t.test('deploy/helm: the chart rendered from its default values', async (t) => {
     const text = renderChart(CHART, { values: { gateway: { routes: [] } } }).files.get('configmap.yaml')!
     const cm = yamlDocs(text, 'configmap')[0]!
     t.throws(() => parseConfig(cm.data['gateway.yaml'] as string, { env: {} }), ConfigError)
+    // Nor metrics: the chart writes them from metrics.*.
+    const gatewayYaml = (values: Obj): string => (yamlDocs(renderChart(CHART, { values }).files.get('configmap.yaml')!, 'configmap')[0]!).data['gateway.yaml'] as string
+    t.throws(() => parseConfig(gatewayYaml({ gateway: { metrics: { enabled: false } } }), { env: {} }), ConfigError, 'gateway.metrics clashes with the chart\'s metrics')
+    const problems = (values: Obj): readonly string[] => {
+      try {
+        parseConfig(gatewayYaml(values), { env: {} })
+        return []
+      } catch (err) {
+        if (err instanceof ConfigError) return err.problems
+        throw err
+      }
+    }
+    t.ok(problems({ metrics: { port: 8080 } }).some((p) => p.startsWith('metrics.listen.port: same address as listen')), 'metrics.port equal to gatewayPort is refused by the gateway')
+    t.throws(() => renderChart(CHART, { values: { metrics: { enabled: false, serviceMonitor: { enabled: true } } } }), { name: 'TemplateError', message: /metrics\.serviceMonitor\.enabled needs metrics\.enabled/ })
+    t.throws(() => renderChart(CHART, { values: { metrics: { monitoringNamespace: '' } } }), { name: 'TemplateError', message: /metrics\.monitoringNamespace is required/ })
   })
 
   // Only when a helm binary happens to be installed (none is packaged in Debian): same output.
@@ -397,6 +518,14 @@ function composeChecks (t: Test, name: 'drupal' | 'keycloak'): { compose: Obj, c
   for (const n of refs.env) t.ok(provided.has(n), `${label}: the config reads ${n}; the gateway service is given it`)
   const config = load(text, refs.env, `${label}/gateway.yaml`)
   t.ok((owner.ports as string[]).some((p) => p.endsWith(`:${config.listen.port}`)), `${label}: the gateway's port ${config.listen.port} is published`)
+  // Metrics: a loopback listener of their own, inside the shared network namespace only.
+  noMetricsWarning(t, config, label)
+  const metrics = config.metrics.listen
+  t.ok(config.metrics.enabled && metrics !== undefined, `${label}: metrics have a listener of their own (metrics.listen)`)
+  t.equal(metrics?.host, '127.0.0.1', `${label}: the metrics listen on loopback`)
+  t.notOk((owner.ports as string[]).some((p) => p.endsWith(`:${String(metrics?.port)}`)), `${label}: the metrics port is not published`)
+  const readme = readFileSync(join(dir, 'README.md'), 'utf8')
+  t.match(readme, new RegExp(`docker compose exec \\S+ .*http://127\\.0\\.0\\.1:${String(metrics?.port)}${config.metrics.path}`), `${label}: README.md shows how to read the metrics (docker compose exec)`)
   t.ok((owner.ports as string[]).every((p) => p.startsWith('127.0.0.1:')), `${label}: published on loopback only`)
   t.equal(new URL(config.routes[0]!.upstreamOrigin).hostname, '127.0.0.1', `${label}: the upstream is reached over loopback`)
   t.equal(config.listen.host, '0.0.0.0', `${label}: the gateway listens for the published port`)

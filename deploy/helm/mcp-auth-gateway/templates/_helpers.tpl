@@ -24,6 +24,11 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
 
+{{/* The headless Service a ServiceMonitor scrapes through: <fullname>-metrics, within 63 characters. */}}
+{{- define "mcp-auth-gateway.metricsName" -}}
+{{- printf "%s-metrics" (include "mcp-auth-gateway.fullname" . | trunc 55 | trimSuffix "-") -}}
+{{- end -}}
+
 {{/* The Secret whose keys become the gateway's environment (secretEnv or existingSecret). */}}
 {{- define "mcp-auth-gateway.secretName" -}}
 {{- default (include "mcp-auth-gateway.fullname" .) .Values.existingSecret -}}
@@ -41,13 +46,25 @@ http://127.0.0.1:{{ .Values.mcpServer.port }}{{ .Values.mcpServer.path }}
 {{- end -}}
 
 {{/*
-The gateway's configuration file. `gateway` must not hold listen or routes: the
-gateway refuses duplicate keys, so a clash is a startup error, never silently merged.
+The gateway's configuration file. `gateway` must not hold listen, metrics or routes:
+the gateway refuses duplicate keys, so a clash is a startup error, never silently
+merged. The metrics get a listener of their own (never the Service's port): /metrics
+has no authentication.
 */}}
 {{- define "mcp-auth-gateway.config" -}}
 listen:
   host: 0.0.0.0
   port: {{ .Values.gatewayPort }}
+{{- if .Values.metrics.enabled }}
+metrics:
+  path: {{ .Values.metrics.path | quote }}
+  listen:
+    host: 0.0.0.0
+    port: {{ .Values.metrics.port }}
+{{- else }}
+metrics:
+  enabled: false
+{{- end }}
 {{ toYaml .Values.gateway }}
 routes:
   - upstream: {{ include "mcp-auth-gateway.upstream" . | quote }}
