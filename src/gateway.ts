@@ -173,7 +173,6 @@ export function createGateway (config: GatewayConfig, opts: GatewayOptions = {})
   const metricsServer: MetricsServer | undefined = metrics !== undefined && config.metrics.listen !== undefined && opts.external !== true
     ? createMetricsServer({ ...config.metrics.listen, path: () => config.metrics.path, source: metrics, onError: (err) => { logger.error({ err }, 'collecting metrics failed') } })
     : undefined
-  let metricsAddress: { host: string, port: number, url: string } | undefined
   registerWellKnown(app, config)
   // Identity assertion keys: configured, or generated now when a route signs (config.warnings says so).
   const signingKeys = createSigningKeys(config)
@@ -185,13 +184,40 @@ export function createGateway (config: GatewayConfig, opts: GatewayOptions = {})
   const edge = registerEdge(app, config, redis)
   for (const route of config.routes) registerMcpRoute(app, { route, authenticator, publicUrl: config.publicUrl, signingKeys, sessions, telemetry, audit, ...edge })
 
-  let closing: Promise<void> | undefined
-  const start = async (): Promise<void> => {
+  // The lifecycle lives in Fastify's hooks, so an embedder driving the app (index.ts: ready, listen,
+  // close) gets the same start and shutdown steps as listen()/close() below.
+  let metricsAddress: { host: string, port: number, url: string } | undefined
+  let cut: NodeJS.Timeout | undefined
+  app.addHook('onReady', async () => {
+    // First: a metrics port that cannot be bound fails ready() before anything else has started.
+    if (metricsServer !== undefined) {
+      metricsAddress = await metricsServer.listen()
+      logger.info({ url: metricsAddress.url, path: config.metrics.path }, 'metrics listening')
+    }
     for (const w of config.warnings) logger.warn({ warning: w }, 'risky configuration')
     authenticator.start()
     if (redis !== undefined) startRedis(redis)
-    await app.ready()
-  }
+  })
+  app.addHook('preClose', async () => {
+    authenticator.stop()
+    // Long-lived SSE streams would hold close() forever: bound it, then cut what is left.
+    cut = setTimeout(() => { app.server.closeAllConnections() }, config.shutdownTimeoutMs)
+    cut.unref()
+    app.server.closeIdleConnections()
+  })
+  // Runs once the server has closed (Fastify's own onClose, registered later, runs first).
+  app.addHook('onClose', async () => {
+    clearTimeout(cut)
+    await metricsServer?.close()
+    // After the drain: the last exchanges have written their audit lines.
+    ownAudit?.close()
+    if (opts.sessions === undefined) sessions.close()
+    if (redis !== undefined) await stopRedis(redis)
+    if (opts.external !== true) loggers.close()
+  })
+
+  let closing: Promise<void> | undefined
+  const start = async (): Promise<void> => { await app.ready() }
   return {
     app,
     authenticator,
@@ -205,28 +231,10 @@ export function createGateway (config: GatewayConfig, opts: GatewayOptions = {})
     async listen () {
       await start()
       await app.listen({ host: config.listen.host, port: config.listen.port })
-      if (metricsServer !== undefined) {
-        metricsAddress = await metricsServer.listen()
-        logger.info({ url: metricsAddress.url, path: config.metrics.path }, 'metrics listening')
-      }
       return announceListening(config, app.server.address(), loggers)
     },
     close () {
-      closing ??= (async () => {
-        authenticator.stop()
-        // Long-lived SSE streams would hold close() forever: bound it, then cut what is left.
-        const timer = setTimeout(() => { app.server.closeAllConnections() }, config.shutdownTimeoutMs)
-        timer.unref()
-        app.server.closeIdleConnections()
-        await app.close()
-        clearTimeout(timer)
-        await metricsServer?.close()
-        // After the drain: the last exchanges have written their audit lines.
-        ownAudit?.close()
-        if (opts.sessions === undefined) sessions.close()
-        if (redis !== undefined) await stopRedis(redis)
-        if (opts.external !== true) loggers.close()
-      })()
+      closing ??= app.close()
       return closing
     }
   }

@@ -18,10 +18,6 @@ import { loadConfigFile, parseConfig as parseConfigText, type Env } from './conf
 import type { GatewayConfig } from './config/types.js'
 import { createGateway as buildGateway } from './gateway.js'
 import { createLoggers } from './observability/logger.js'
-import { openAuditLog } from './observability/audit.js'
-import { createMetrics } from './observability/metrics.js'
-import { createMetricsServer } from './observability/metrics-server.js'
-import { startRedis, stopRedis } from './session/redis.js'
 
 /** The environment `${NAME}` references and `fromEnv` secrets are read from. */
 export type { Env } from './config/load.js'
@@ -127,42 +123,7 @@ export interface CreateGatewayOptions {
  */
 export function createGateway (config: GatewayConfig, options: CreateGatewayOptions = {}): FastifyInstance {
   const loggers = createLoggers(config.logLevel, options.logDestination)
-  const metrics = config.metrics.enabled ? createMetrics() : undefined
-  const audit = config.audit.enabled ? openAuditLog(config.audit.destination, loggers) : undefined
-  const gw = buildGateway(config, { loggers, metrics, audit })
-  const app = gw.app
-  // gateway.ts binds metrics.listen in its own listen(), which an embedder does not call.
-  const metricsServer = metrics !== undefined && config.metrics.listen !== undefined
-    ? createMetricsServer({ ...config.metrics.listen, path: () => config.metrics.path, source: metrics, onError: (err) => { gw.logger.error({ err }, 'collecting metrics failed') } })
-    : undefined
-  let cut: NodeJS.Timeout | undefined
-  // What Gateway.listen()/close() do around Fastify's own lifecycle (gateway.ts), as hooks,
-  // since the caller drives that lifecycle here.
-  app.addHook('onReady', async () => {
-    // First: a port that cannot be bound fails ready() before anything else has started.
-    if (metricsServer !== undefined) {
-      const addr = await metricsServer.listen()
-      gw.logger.info({ url: addr.url, path: config.metrics.path }, 'metrics listening')
-    }
-    for (const w of config.warnings) gw.logger.warn({ warning: w }, 'risky configuration')
-    gw.authenticator.start()
-    if (gw.redis !== undefined) startRedis(gw.redis)
-  })
-  app.addHook('preClose', async () => {
-    // SSE streams never end on their own: bound the drain, then cut what is left.
-    cut = setTimeout(() => { app.server.closeAllConnections() }, config.shutdownTimeoutMs)
-    cut.unref()
-    app.server.closeIdleConnections()
-  })
-  // Runs after Fastify's own onClose (registered later, run first) has closed the server.
-  app.addHook('onClose', async () => {
-    clearTimeout(cut)
-    gw.authenticator.stop()
-    await metricsServer?.close()
-    // After the drain: the last exchanges have written their audit lines.
-    audit?.close()
-    if (gw.redis !== undefined) await stopRedis(gw.redis)
-    loggers.close()
-  })
-  return app
+  // Gateway.listen()/close() steps are Fastify hooks of the app (gateway.ts), so the caller's
+  // ready()/listen()/close() run them: issuers and Redis start, metrics.listen binds, the drain is bounded.
+  return buildGateway(config, { loggers }).app
 }
