@@ -18,6 +18,12 @@
  * Also: every profile in src/config/profiles.ts has docs/providers/<name>.md,
  * that guide has at least one complete config using the profile, and
  * docs/providers/README.md links to it.
+ *
+ * And (issue 6 item 7) every provider guide has the sections
+ * `## Provider-side setup`, `## Gateway configuration`,
+ * `## Known pitfalls and common errors` and `## Verify with the MCP Inspector`,
+ * each once; its Inspector section names the redirect URI to register for the
+ * Inspector's web UI; and the index links to each guide's Inspector section.
  */
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -157,5 +163,181 @@ t.test('every profile has a guide with a config that uses it', async (t) => {
     t.ok(configs.length > 0, `${doc} has at least one complete config that loads`);
     t.ok(configs.some((c) => c.authorizationServers.some((a) => a.profile === name)), `${doc}: a config has an issuer with profile ${name}`);
     t.ok(index.includes(`(${name}.md)`), `docs/providers/README.md links to ${name}.md`);
+  }
+});
+
+/** The seven provider guides of issue 6 item 7. */
+const GUIDES = ['drupal', 'keycloak', 'auth0', 'okta', 'entra', 'cognito', 'generic'] as const;
+
+/**
+ * Sections every guide has, once. A heading matches its title exactly, or the
+ * title followed by a parenthesised note (`## Provider-side setup (oidc-provider)`).
+ */
+const REQUIRED_SECTIONS = [
+  'Provider-side setup',
+  'Gateway configuration',
+  'Known pitfalls and common errors',
+  'Verify with the MCP Inspector',
+] as const;
+const INSPECTOR_SECTION = 'Verify with the MCP Inspector';
+const PITFALLS_SECTION = 'Known pitfalls and common errors';
+
+/**
+ * The redirect URI of the Inspector's web UI: its page origin (default
+ * http://localhost:6274) plus /oauth/callback, per the Inspector's
+ * clients/cli/README.md callback table and its browser OAuth provider.
+ */
+const INSPECTOR_REDIRECT_URI = 'http://localhost:6274/oauth/callback';
+/** The index's shared Inspector section, which every guide's section links to. */
+const INDEX_INSPECTOR_HEADING = 'Verifying with the MCP Inspector';
+
+interface Section {
+  readonly title: string;
+  readonly body: string;
+}
+
+/** The level-2 sections of a Markdown text; headings inside code fences do not count. */
+function level2Sections(text: string): Section[] {
+  const out: { title: string; lines: string[] }[] = [];
+  let fence: string | null = null;
+  for (const line of text.split('\n')) {
+    const f = /^\s*(```|~~~)/.exec(line);
+    if (f !== null) {
+      if (fence === null) fence = f[1]!;
+      else if (line.trim().startsWith(fence)) fence = null;
+    } else if (fence === null && line.startsWith('## ')) {
+      out.push({ title: line.slice(3).trim(), lines: [] });
+      continue;
+    }
+    out.at(-1)?.lines.push(line);
+  }
+  return out.map((s) => ({ title: s.title, body: s.lines.join('\n') }));
+}
+
+function matchesTitle(heading: string, title: string): boolean {
+  return heading === title || heading.startsWith(`${title} (`);
+}
+
+/** GitHub's anchor for a heading: lower case, punctuation dropped, spaces as `-`. */
+function anchorOf(heading: string): string {
+  return heading.toLowerCase().replace(/[^\p{L}\p{N} _-]/gu, '').replace(/ /g, '-');
+}
+
+/** What a provider guide lacks; empty when it has every required part. */
+function guideProblems(text: string): string[] {
+  const all = level2Sections(text);
+  const problems: string[] = [];
+  for (const title of REQUIRED_SECTIONS) {
+    const n = all.filter((s) => matchesTitle(s.title, title)).length;
+    if (n === 0) problems.push(`missing "## ${title}"`);
+    else if (n > 1) problems.push(`"## ${title}" appears ${n} times`);
+  }
+  if (all.some((s) => s.title === 'Common errors')) problems.push(`has "## Common errors": it is "## ${PITFALLS_SECTION}" now`);
+  const inspector = all.find((s) => s.title === INSPECTOR_SECTION);
+  if (inspector !== undefined) {
+    if (!inspector.body.includes(INSPECTOR_REDIRECT_URI)) problems.push(`"## ${INSPECTOR_SECTION}" does not name the redirect URI ${INSPECTOR_REDIRECT_URI}`);
+    if (!/\bregister/i.test(inspector.body)) problems.push(`"## ${INSPECTOR_SECTION}" does not say to register the redirect URI`);
+    if (!inspector.body.includes(`(README.md#${anchorOf(INDEX_INSPECTOR_HEADING)})`)) problems.push(`"## ${INSPECTOR_SECTION}" does not link to README.md#${anchorOf(INDEX_INSPECTOR_HEADING)}`);
+  }
+  const pitfalls = all.find((s) => s.title === PITFALLS_SECTION);
+  if (pitfalls !== undefined && !pitfalls.body.includes('| log `outcome`')) problems.push(`"## ${PITFALLS_SECTION}" has no table of log outcomes`);
+  return problems;
+}
+
+t.test('the guide checks catch what they are meant to catch', async (t) => {
+  // A minimal complete guide, then one mutation per case.
+  const good = [
+    '# X',
+    '## Provider-side setup (example)',
+    'steps',
+    '## Gateway configuration',
+    '```yaml',
+    '# fragment',
+    '```',
+    `## ${INSPECTOR_SECTION}`,
+    `See [README.md](README.md#${anchorOf(INDEX_INSPECTOR_HEADING)}). Register ${INSPECTOR_REDIRECT_URI}.`,
+    `## ${PITFALLS_SECTION}`,
+    '| log `outcome` | cause | fix |',
+    '',
+  ].join('\n');
+  const cases: { name: string; text: string; problems: string[] }[] = [
+    { name: 'a complete guide', text: good, problems: [] },
+    {
+      name: 'no Inspector section',
+      text: good.replace(`## ${INSPECTOR_SECTION}`, '## Trying it'),
+      problems: [`missing "## ${INSPECTOR_SECTION}"`],
+    },
+    {
+      name: 'the old error heading',
+      text: good.replace(`## ${PITFALLS_SECTION}`, '## Common errors'),
+      problems: [`missing "## ${PITFALLS_SECTION}"`, `has "## Common errors": it is "## ${PITFALLS_SECTION}" now`],
+    },
+    {
+      name: 'no setup section',
+      text: good.replace('## Provider-side setup (example)', '## Setup'),
+      problems: ['missing "## Provider-side setup"'],
+    },
+    {
+      name: 'a prefix is not the title',
+      text: good.replace('## Gateway configuration', '## Gateway configuration files'),
+      problems: ['missing "## Gateway configuration"'],
+    },
+    {
+      name: 'a section twice',
+      text: `${good}## Gateway configuration\nagain\n`,
+      problems: ['"## Gateway configuration" appears 2 times'],
+    },
+    {
+      name: 'a heading inside a code fence does not count',
+      text: good.replace(`## ${INSPECTOR_SECTION}\n`, `\`\`\`\n## ${INSPECTOR_SECTION}\n\`\`\`\n`),
+      problems: [`missing "## ${INSPECTOR_SECTION}"`],
+    },
+    {
+      name: 'another redirect URI',
+      text: good.replace(INSPECTOR_REDIRECT_URI, 'http://localhost:6274/callback'),
+      problems: [`"## ${INSPECTOR_SECTION}" does not name the redirect URI ${INSPECTOR_REDIRECT_URI}`],
+    },
+    {
+      name: 'the redirect URI only outside the Inspector section',
+      text: good.replace(`Register ${INSPECTOR_REDIRECT_URI}.`, 'Register it.').replace('steps', `steps ${INSPECTOR_REDIRECT_URI}`),
+      problems: [`"## ${INSPECTOR_SECTION}" does not name the redirect URI ${INSPECTOR_REDIRECT_URI}`],
+    },
+    {
+      name: 'no word about registering it',
+      text: good.replace('Register', 'Use'),
+      problems: [`"## ${INSPECTOR_SECTION}" does not say to register the redirect URI`],
+    },
+    {
+      name: 'no link to the shared Inspector notes',
+      text: good.replace(`(README.md#${anchorOf(INDEX_INSPECTOR_HEADING)})`, '(README.md)'),
+      problems: [`"## ${INSPECTOR_SECTION}" does not link to README.md#${anchorOf(INDEX_INSPECTOR_HEADING)}`],
+    },
+    {
+      name: 'the error table dropped',
+      text: good.replace('| log `outcome` | cause | fix |', 'none'),
+      problems: [`"## ${PITFALLS_SECTION}" has no table of log outcomes`],
+    },
+  ];
+  for (const c of cases) t.strictSame(guideProblems(c.text), c.problems, c.name);
+  t.equal(anchorOf(INDEX_INSPECTOR_HEADING), 'verifying-with-the-mcp-inspector', 'anchor of the index section');
+  t.equal(anchorOf(`${PITFALLS_SECTION}`), 'known-pitfalls-and-common-errors', 'anchor of the pitfalls section');
+});
+
+t.test('every provider guide has setup, configuration, pitfalls and an Inspector walkthrough', async (t) => {
+  t.strictSame([...GUIDES].sort(), [...PROFILE_NAMES].sort(), 'the seven guides are the seven profiles');
+  for (const name of GUIDES) {
+    const doc = join(PROVIDERS, `${name}.md`);
+    t.strictSame(guideProblems(readFileSync(doc, 'utf8')), [], `${relative(ROOT, doc)} has every required part`);
+  }
+});
+
+t.test('the index describes the Inspector and links to each guide\'s Inspector section', async (t) => {
+  const index = readFileSync(join(PROVIDERS, 'README.md'), 'utf8');
+  const shared = level2Sections(index).filter((s) => s.title === INDEX_INSPECTOR_HEADING);
+  t.equal(shared.length, 1, `docs/providers/README.md has "## ${INDEX_INSPECTOR_HEADING}" once`);
+  t.ok(shared[0]?.body.includes(INSPECTOR_REDIRECT_URI), `the shared section names ${INSPECTOR_REDIRECT_URI}`);
+  for (const name of GUIDES) {
+    const link = `(${name}.md#${anchorOf(INSPECTOR_SECTION)})`;
+    t.ok(shared[0]?.body.includes(link), `the shared section links ${link}`);
   }
 });
