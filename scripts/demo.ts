@@ -27,6 +27,8 @@ const upstream = await startEverything('streamableHttp')
 const config = parseConfig(stringify({
   listen: { host: '127.0.0.1', port: GATEWAY_PORT },
   publicUrl: gatewayUrl,
+  // The MCP Inspector's web UI (default port 6274) may call the gateway from the browser.
+  allowedOrigins: [gatewayUrl, 'http://localhost:6274', 'http://127.0.0.1:6274'],
   authorizationServers: [{ issuer: as.issuer }],
   routes: [{ path: '/mcp', upstream: `${upstream.origin}/mcp`, scopes: ['mcp:tools'], claims: { 'X-Forwarded-Email': 'email' } }],
   logLevel: process.env.DEMO_LOG_LEVEL ?? 'info'
