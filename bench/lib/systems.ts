@@ -60,8 +60,9 @@ export async function startExpressBaseline (rt: NodeRuntime, dir: string, o: { u
   }, dir)
 }
 
-export async function startFastifyHttpProxy (rt: NodeRuntime, dir: string, o: { upstream: string, issuer: string, jwksUri: string }): Promise<Started> {
-  return await startNodeScript(rt, 'fastify-http-proxy-jose', 'bench/procs/fastify-http-proxy.ts', {
+/** One of the optional authenticating Node proxies (bench/procs): the same jose check, issuer, audience and scope. */
+async function startJoseProxy (rt: NodeRuntime, dir: string, name: string, script: string, o: { upstream: string, issuer: string, jwksUri: string }): Promise<Started> {
+  return await startNodeScript(rt, name, script, {
     UPSTREAM: o.upstream,
     ISSUER: o.issuer,
     JWKS_URI: o.jwksUri,
@@ -70,14 +71,12 @@ export async function startFastifyHttpProxy (rt: NodeRuntime, dir: string, o: { 
   }, dir)
 }
 
+export async function startFastifyHttpProxy (rt: NodeRuntime, dir: string, o: { upstream: string, issuer: string, jwksUri: string }): Promise<Started> {
+  return await startJoseProxy(rt, dir, 'fastify-http-proxy-jose', 'bench/procs/fastify-http-proxy.ts', o)
+}
+
 export async function startNodeUndici (rt: NodeRuntime, dir: string, o: { upstream: string, issuer: string, jwksUri: string }): Promise<Started> {
-  return await startNodeScript(rt, 'node-undici-jose', 'bench/procs/node-undici.ts', {
-    UPSTREAM: o.upstream,
-    ISSUER: o.issuer,
-    JWKS_URI: o.jwksUri,
-    AUDIENCE: BENCH_AUDIENCE,
-    SCOPE: BENCH_SCOPE
-  }, dir)
+  return await startJoseProxy(rt, dir, 'node-undici-jose', 'bench/procs/node-undici.ts', o)
 }
 
 // ---------------------------------------------------------------- gateway

@@ -11,14 +11,13 @@
  * A broken production install (a dependency in devDependencies, a file the
  * image does not copy, a lockfile out of step) fails here.
  */
-import { spawn } from 'node:child_process'
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { basename, dirname, isAbsolute, join, posix, relative } from 'node:path'
 import t, { type Test } from 'tap'
 import { stringify } from 'yaml'
 import { DEFAULT_LISTEN_PORT } from '../../src/config/defaults.js'
-import { ROOT, startCli, type Run } from '../helpers/cli.js'
+import { ROOT, runCommand, startCli, type Run } from '../helpers/cli.js'
 import { startAuthServer } from '../helpers/as.js'
 import { startStatelessUpstream } from '../helpers/upstream.js'
 import { INITIALIZE_BODY, mcpHeaders } from '../helpers/gateway.js'
@@ -210,15 +209,6 @@ t.teardown(() => {
   rmSync(work, { recursive: true, force: true })
 })
 
-/** Run a command; resolves with its exit code and output (never rejects on a non-zero exit). */
-async function sh (cmd: string, args: string[], opts: { cwd: string, env?: NodeJS.ProcessEnv }): Promise<Run> {
-  const child = spawn(cmd, args, { cwd: opts.cwd, env: opts.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] })
-  let stdout = ''
-  let stderr = ''
-  child.stdout.on('data', (c: Buffer) => { stdout += c.toString() })
-  child.stderr.on('data', (c: Buffer) => { stderr += c.toString() })
-  return await new Promise<Run>((resolve) => child.on('close', (code, signal) => { resolve({ code, signal, stdout, stderr }) }))
-}
 
 /**
  * Follow one stage in `root` (its file system): WORKDIR, COPY (context through
@@ -271,10 +261,10 @@ async function followStage (t: Test, stage: Stage, root: string, roots: Map<stri
           links.push(join(cwd, 'node_modules'))
         } else if (argv[0] === 'npm' && argv[1] === 'ci') {
           // Exactly the image's production install; --prefer-offline only reuses this machine's cache.
-          const r = await sh('npm', [...argv.slice(1), '--prefer-offline'], { cwd })
+          const r = await runCommand('npm', [...argv.slice(1), '--prefer-offline'], { cwd })
           t.equal(r.code, 0, `line ${step.line}: ${cmd}`, { stderr: r.stderr.slice(-2000) })
         } else if (argv[0] === 'npm' && argv[1] === 'run') {
-          const r = await sh('npm', argv.slice(1), { cwd })
+          const r = await runCommand('npm', argv.slice(1), { cwd })
           t.equal(r.code, 0, `line ${step.line}: ${cmd}`, { stdout: r.stdout.slice(-2000), stderr: r.stderr.slice(-2000) })
         } else if (argv.join(' ') === 'npm cache clean --force') {
           // Keeps the image layer small; here it would empty this machine's npm cache.
@@ -377,7 +367,7 @@ t.test('the image steps, followed without Docker: production install, --check, a
 
   // The image's own HEALTHCHECK command, with the image's env.
   const hcArgs = execForm(ops(runtime, 'HEALTHCHECK')[0]!.args.replace(/^(?:--\S+\s+)*CMD\s+/, ''))!
-  const healthcheck = async (): Promise<Run> => await sh(process.execPath, hcArgs.slice(1), { cwd: appDir, env: { PATH: process.env.PATH ?? '', ...runEnv(env) } })
+  const healthcheck = async (): Promise<Run> => await runCommand(process.execPath, hcArgs.slice(1), { cwd: appDir, env: { PATH: process.env.PATH ?? '', ...runEnv(env) } })
   const up = await healthcheck()
   t.equal(up.code, 0, 'HEALTHCHECK passes while the gateway runs', { stderr: up.stderr })
 

@@ -6,12 +6,11 @@
  * export loads under import and require, deep imports are closed, and a
  * TypeScript consumer type-checks against the shipped declarations.
  */
-import { spawn } from 'node:child_process'
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, relative } from 'node:path'
 import t from 'tap'
-import { ROOT, type Run } from '../helpers/cli.js'
+import { ROOT, runCommand, type Run } from '../helpers/cli.js'
 
 // npm pack, an install from the registry (or this machine's cache) and tsc.
 t.setTimeout(300_000)
@@ -29,14 +28,6 @@ interface PackageJson {
 }
 const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as PackageJson
 
-async function sh (cmd: string, args: string[], opts: { cwd: string, env?: NodeJS.ProcessEnv }): Promise<Run> {
-  const child = spawn(cmd, args, { cwd: opts.cwd, env: opts.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] })
-  let stdout = ''
-  let stderr = ''
-  child.stdout.on('data', (c: Buffer) => { stdout += c.toString() })
-  child.stderr.on('data', (c: Buffer) => { stderr += c.toString() })
-  return await new Promise<Run>((resolve) => child.on('close', (code, signal) => { resolve({ code, signal, stdout, stderr }) }))
-}
 
 const listFiles = (dir: string): string[] => readdirSync(join(ROOT, dir), { recursive: true, withFileTypes: true })
   .filter((d) => d.isFile())
@@ -57,7 +48,7 @@ let tarball = ''
 
 t.before(async () => {
   if (!existsSync(join(ROOT, 'dist/src/index.js'))) throw new Error('dist/src is missing: npm test builds before tap (npm run build)')
-  const r = await sh('npm', ['pack', '--json', '--ignore-scripts', '--pack-destination', work], { cwd: ROOT })
+  const r = await runCommand('npm', ['pack', '--json', '--ignore-scripts', '--pack-destination', work], { cwd: ROOT })
   if (r.code !== 0) throw new Error(`npm pack failed: ${r.stderr}`)
   // npm may print warnings before the JSON.
   const info = JSON.parse(r.stdout.slice(r.stdout.indexOf('['))) as Array<{ filename: string, files: Array<{ path: string, mode: number }> }>
@@ -114,7 +105,7 @@ t.test('installed from the tarball in a fresh project: bin, import, require, clo
   writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'consumer', version: '1.0.0', private: true, type: 'module' }))
   // What a user gets: the tarball and its dependency ranges (no lockfile is published).
   const t0 = Date.now()
-  const install = await sh('npm', ['install', '--omit=dev', '--ignore-scripts', '--no-audit', '--no-fund', '--prefer-offline', tarball], { cwd: app })
+  const install = await runCommand('npm', ['install', '--omit=dev', '--ignore-scripts', '--no-audit', '--no-fund', '--prefer-offline', tarball], { cwd: app })
   t.comment(`installed in ${Date.now() - t0} ms`)
   t.equal(install.code, 0, 'npm install <tarball>', { stderr: install.stderr.slice(-2000) })
   const installed = join(app, 'node_modules', pkg.name)
@@ -122,14 +113,14 @@ t.test('installed from the tarball in a fresh project: bin, import, require, clo
   const env = { ...process.env, PATH: `${join(app, 'node_modules/.bin')}:${process.env.PATH ?? ''}` }
 
   // The bin, through the link npm made (shebang, executable bit).
-  const version = await sh(join(app, 'node_modules/.bin/mcp-auth-gateway'), ['--version'], { cwd: app, env })
+  const version = await runCommand(join(app, 'node_modules/.bin/mcp-auth-gateway'), ['--version'], { cwd: app, env })
   t.equal(version.code, 0)
   t.equal(version.stdout.trim(), pkg.version, 'mcp-auth-gateway --version')
-  const check = await sh(join(app, 'node_modules/.bin/mcp-auth-gateway'), ['--check', '--config', join(installed, 'gateway.example.yaml')], { cwd: app, env: { PATH: env.PATH } })
+  const check = await runCommand(join(app, 'node_modules/.bin/mcp-auth-gateway'), ['--check', '--config', join(installed, 'gateway.example.yaml')], { cwd: app, env: { PATH: env.PATH } })
   t.equal(check.code, 0, '--check on the packaged example config', { stderr: check.stderr })
 
   // import: the API works from the package (a gateway built from the example config answers /healthz).
-  const esm = await sh(process.execPath, ['--input-type=module', '-e', `
+  const esm = await runCommand(process.execPath, ['--input-type=module', '-e', `
     const m = await import('${pkg.name}')
     const config = m.loadConfig(${JSON.stringify(join(installed, 'gateway.example.yaml'))}, {})
     const app = m.createGateway(config, { logDestination: { write () {} } })
@@ -147,7 +138,7 @@ t.test('installed from the tarball in a fresh project: bin, import, require, clo
   })
 
   // require: CommonJS consumers load the ESM entry (require(esm), Node >= 20.19, the engines floor).
-  const cjs = await sh(process.execPath, ['-e', `
+  const cjs = await runCommand(process.execPath, ['-e', `
     const m = require('${pkg.name}')
     console.log(JSON.stringify([typeof m.createGateway, typeof m.loadConfig, require('${pkg.name}/package.json').version]))
   `], { cwd: app })
@@ -155,7 +146,7 @@ t.test('installed from the tarball in a fresh project: bin, import, require, clo
   t.same(JSON.parse(cjs.stdout.trim().split('\n').at(-1) ?? '[]'), ['function', 'function', pkg.version])
 
   // Internals are not part of the API: the exports map closes them.
-  const deep = await sh(process.execPath, ['--input-type=module', '-e', `await import('${pkg.name}/dist/src/gateway.js')`], { cwd: app })
+  const deep = await runCommand(process.execPath, ['--input-type=module', '-e', `await import('${pkg.name}/dist/src/gateway.js')`], { cwd: app })
   t.not(deep.code, 0, 'a deep import fails')
   t.match(deep.stderr, /ERR_PACKAGE_PATH_NOT_EXPORTED/)
 
@@ -190,7 +181,7 @@ export { app, problems, routes }
     },
     files: ['consumer.ts']
   }))
-  const tsc = await sh(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.json'], { cwd: app })
+  const tsc = await runCommand(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.json'], { cwd: app })
   t.comment(`all steps in ${Date.now() - t0} ms`)
   t.equal(tsc.code, 0, 'a TypeScript consumer type-checks against the shipped declarations', { stdout: tsc.stdout.slice(-3000) })
 })

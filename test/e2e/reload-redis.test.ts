@@ -25,7 +25,7 @@ import { startStatefulUpstream, type SeenRequest } from '../helpers/upstream.js'
 import { mcpHeaders, INITIALIZE_BODY } from '../helpers/gateway.js'
 import { startRedis } from '../helpers/redis.js'
 import { freePort } from '../helpers/net.js'
-import { startCli, eventually, logLines, countLines } from '../helpers/cli.js'
+import { startCli, eventually, logLines, countLines, readAsItArrives } from '../helpers/cli.js'
 import { SESSION_NOT_FOUND_BODY } from '../../src/session/binding.js'
 
 const PROTOCOL = '2025-06-18'
@@ -146,23 +146,10 @@ t.test('SIGHUP with redis stores keeps session bindings, rate-limit windows and 
   t.ok(dinit.status === 200 && dsid !== null, 'dave initializes a session')
   const stream = await fetch(`${origin}/events`, { headers: { authorization: `Bearer ${dave}`, accept: 'text/event-stream', 'mcp-protocol-version': PROTOCOL, 'mcp-session-id': dsid! } })
   t.equal(stream.status, 200, 'dave\'s SSE GET stream is open')
-  let received = ''
-  let ended = false
-  const reader = stream.body!.getReader()
-  const pump = (async () => {
-    const dec = new TextDecoder()
-    try {
-      for (;;) {
-        const { done, value } = await reader.read()
-        if (done) break
-        received += dec.decode(value, { stream: true })
-      }
-    } catch { /* cut */ }
-    ended = true
-  })()
+  const reading = readAsItArrives(stream.body!)
   const push = async (m: string): Promise<string> => await (await fetch(`${rawOrigin}/push?m=${m}`)).text()
   t.equal(await push('before'), 'pushed to 1')
-  t.ok(await eventually(() => received.includes('data: before'), 3000), 'the stream receives events before the reload')
+  t.ok(await eventually(() => reading.text().includes('data: before'), 3000), 'the stream receives events before the reload')
   t.equal((await admin.keys('reload-redis-test:session:*')).length, 2, 'both bindings are in redis')
 
   // Reload: a new generation (new route /v2) with its own Redis connection.
@@ -206,8 +193,8 @@ t.test('SIGHUP with redis stores keeps session bindings, rate-limit windows and 
 
   // 3. The stream opened before the reload still flows.
   t.equal(await push('after-reload'), 'pushed to 1')
-  t.ok(await eventually(() => received.includes('data: after-reload'), 3000), 'the open stream still receives events after the reload')
-  t.notOk(ended, 'the open stream was not dropped')
+  t.ok(await eventually(() => reading.text().includes('data: after-reload'), 3000), 'the open stream still receives events after the reload')
+  t.notOk(reading.ended(), 'the open stream was not dropped')
   // Its binding holds too: bob cannot use dave's session on the new generation.
   t.equal((await send('/events', await token('frank', '/events'), { method: 'GET', sid: dsid! })).status, 404, 'dave\'s session is still bound to dave after the reload')
 
@@ -215,8 +202,8 @@ t.test('SIGHUP with redis stores keeps session bindings, rate-limit windows and 
   t.equal(countLines(gw.stdout(), 'previous config drained and closed'), 0, 'the old generation is still draining while the stream is open')
   t.equal(await gatewayClients(), 2, 'its connection is still open while it drains')
   for (const s of streams) s.end()
-  await pump
-  t.ok(ended, 'the stream ended when the upstream ended it')
+  await reading.done
+  t.ok(reading.ended(), 'the stream ended when the upstream ended it')
   t.ok(await eventually(() => countLines(gw.stdout(), 'previous config drained and closed') === 1, 5000), 'the old generation is closed once drained')
   t.ok(await eventually(async () => await gatewayClients() === 1, 3000), 'back to one gateway connection: the old generation\'s was closed')
   // The new generation's connection is untouched by the old one's close: alice's 5th request is

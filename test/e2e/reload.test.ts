@@ -19,7 +19,7 @@ import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js'
 import { startStaticIssuer } from '../helpers/static-issuer.js'
 import { startLegacySseUpstream } from '../helpers/upstream.js'
 import { freePort } from '../helpers/net.js'
-import { startCli, type RunningCli, eventually, logLines, countLines } from '../helpers/cli.js'
+import { startCli, type RunningCli, eventually, logLines, countLines, readAsItArrives } from '../helpers/cli.js'
 import { loadConfigFile } from '../../src/config/load.js'
 import { createLoggers } from '../../src/observability/logger.js'
 import { createRuntime } from '../../src/runtime.js'
@@ -86,22 +86,9 @@ t.test('SIGHUP applies a valid config without dropping an open stream and refuse
   // An SSE stream through A, read as it arrives.
   const stream = await fetch(`${origin}/mcp/stream`, { headers: mcpTools })
   t.equal(stream.status, 200, 'the SSE stream is open')
-  let received = ''
-  let ended = false
-  const reader = stream.body!.getReader()
-  const pump = (async () => {
-    const dec = new TextDecoder()
-    try {
-      for (;;) {
-        const { done, value } = await reader.read()
-        if (done) break
-        received += dec.decode(value, { stream: true })
-      }
-    } catch { /* cut */ }
-    ended = true
-  })()
+  const reading = readAsItArrives(stream.body!)
   t.same(await get('/mcp/push?m=before', mcpTools), { status: 200, body: 'pushed to 1' })
-  t.ok(await eventually(() => received.includes('data: before'), 3000), 'the stream receives events')
+  t.ok(await eventually(() => reading.text().includes('data: before'), 3000), 'the stream receives events')
 
   // Reload to B.
   writeFileSync(file, stringify(configB))
@@ -116,8 +103,8 @@ t.test('SIGHUP applies a valid config without dropping an open stream and refuse
   t.same(await get('/v2/x', v2Tools), { status: 200, body: 'upstream two' }, 'B: the new route answers')
   // The stream opened under A is still open and still flowing (B's requests never touched it).
   t.same(await get('/mcp/push?m=after-reload', mcpAdmin), { status: 200, body: 'pushed to 1' })
-  t.ok(await eventually(() => received.includes('data: after-reload'), 3000), 'the open stream still receives events after the reload')
-  t.notOk(ended, 'the open stream was not dropped')
+  t.ok(await eventually(() => reading.text().includes('data: after-reload'), 3000), 'the open stream still receives events after the reload')
+  t.notOk(reading.ended(), 'the open stream was not dropped')
 
   // An invalid config: every problem logged at error level, B keeps serving.
   writeFileSync(file, stringify({
@@ -151,8 +138,8 @@ t.test('SIGHUP applies a valid config without dropping an open stream and refuse
   // When its last stream ends, the old config's app is closed (its discovery, Redis and stores with it).
   t.equal(countLines(gw.stdout(), 'previous config drained and closed'), 0, 'the old config is still draining while its stream is open')
   for (const s of streams) s.end()
-  await pump
-  t.ok(ended, 'the stream ended when the upstream ended it')
+  await reading.done
+  t.ok(reading.ended(), 'the stream ended when the upstream ended it')
   t.ok(await eventually(() => countLines(gw.stdout(), 'previous config drained and closed') === 1, 3000), 'the old config is closed once drained')
 
   gw.child.kill('SIGTERM')

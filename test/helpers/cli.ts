@@ -19,6 +19,15 @@ export function startCli (args: string[], opts: { cwd: string, env?: Record<stri
   // tsx is resolved from this repo, not from the child's cwd (a temp dir).
   const nodeArgs = entry.endsWith('.ts') ? ['--import', import.meta.resolve('tsx'), entry] : [entry]
   const child = spawn(process.execPath, [...nodeArgs, ...args], { cwd: opts.cwd, env: { PATH: process.env.PATH ?? '', ...(opts.env ?? {}) }, stdio: ['ignore', 'pipe', 'pipe'] })
+  return capture(child)
+}
+
+/** Run any command to its end; resolves with its exit code and output (never rejects on a non-zero exit). */
+export async function runCommand (cmd: string, args: string[], opts: { cwd: string, env?: NodeJS.ProcessEnv }): Promise<Run> {
+  return await capture(spawn(cmd, args, { cwd: opts.cwd, env: opts.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] })).done
+}
+
+function capture (child: ChildProcess): RunningCli {
   let stdout = ''
   let stderr = ''
   child.stdout!.on('data', (c: Buffer) => { stdout += c.toString() })
@@ -41,4 +50,26 @@ export function logLines (out: string): Array<Record<string, unknown>> {
 /** How many log lines carry `msg`. */
 export function countLines (out: string, msg: string): number {
   return logLines(out).filter((l) => l.msg === msg).length
+}
+
+/** A response body read as it arrives: what came so far, whether it ended, and a promise of the end. */
+export interface StreamReading { text: () => string, ended: () => boolean, done: Promise<void> }
+
+/** Read a streaming (SSE) response body in the background until it ends or is cut. */
+export function readAsItArrives (body: ReadableStream<Uint8Array>): StreamReading {
+  let received = ''
+  let ended = false
+  const reader = body.getReader()
+  const done = (async () => {
+    const dec = new TextDecoder()
+    try {
+      for (;;) {
+        const { done, value } = await reader.read()
+        if (done) break
+        received += dec.decode(value, { stream: true })
+      }
+    } catch { /* cut */ }
+    ended = true
+  })()
+  return { text: () => received, ended: () => ended, done }
 }

@@ -15,6 +15,7 @@ import { loadConfigFile, parseConfig, resolveConfigPath, type Env } from '../../
 import { isLoopbackHost } from '../../src/config/schema.js';
 import type { GatewayConfig } from '../../src/config/types.js';
 import { ConfigError } from '../../src/errors.js';
+import { MINIMAL_CONFIG } from '../helpers/config-text.js';
 
 const FIXTURES = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'config');
 
@@ -34,14 +35,7 @@ const REGRESSION_FIXTURES: Record<string, string> = {
   'duplicate-key.yaml': 'regression: YAML duplicate-key errors carry line and column',
 };
 
-const MINIMAL = `publicUrl: https://gw.example.com
-authorizationServers:
-  - issuer: https://as.example.com
-routes:
-  - path: /mcp
-    upstream: http://127.0.0.1:3001
-    scopes: [mcp]
-`;
+const MINIMAL = MINIMAL_CONFIG;
 
 /** The generic profile's claim mapping, as paths. */
 const GENERIC_CLAIMS = {

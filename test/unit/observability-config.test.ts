@@ -11,16 +11,10 @@ import t from 'tap'
 import { parseConfig, loadConfigFile } from '../../src/config/load.js'
 import { ConfigError } from '../../src/errors.js'
 import * as D from '../../src/config/defaults.js'
+import { MINIMAL_CONFIG } from '../helpers/config-text.js'
 
 const FIXTURES = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'config')
-const MINIMAL = `publicUrl: https://gw.example.com
-authorizationServers:
-  - issuer: https://as.example.com
-routes:
-  - path: /mcp
-    upstream: http://127.0.0.1:3001
-    scopes: [mcp]
-`
+const MINIMAL = MINIMAL_CONFIG
 const parse = (extra: string, baseDir?: string): ReturnType<typeof parseConfig> => parseConfig(`${MINIMAL}${extra}\n`, { env: {}, ...(baseDir === undefined ? {} : { baseDir }) })
 function problems (extra: string): string[] {
   try {
