@@ -11,15 +11,9 @@ import { join } from 'node:path'
 import { parseConfig, type Env } from '../../src/config/load.js'
 import { ConfigError } from '../../src/errors.js'
 import type { GatewayConfig } from '../../src/config/types.js'
+import { MINIMAL_CONFIG } from '../helpers/config-text.js'
 
-const BASE = `publicUrl: https://mcp.example.com
-authorizationServers:
-  - issuer: https://as.example.com
-routes:
-  - path: /mcp
-    upstream: http://127.0.0.1:3001
-    scopes: [mcp]
-`
+const BASE = MINIMAL_CONFIG.replace('https://gw.example.com', 'https://mcp.example.com')
 
 function parse (extra: string, env: Env = {}, baseDir?: string): GatewayConfig {
   return parseConfig(BASE + extra, { env, ...(baseDir !== undefined ? { baseDir } : {}) })
