@@ -88,6 +88,9 @@ t.test('reloads: counters continue, metrics.listen and the audit destination nee
   t.equal(await okCount(), 5, 'metrics still on their listener')
 
   // logrotate: move the file away, then SIGHUP: new lines go to a new file at the configured path.
+  // Audit lines are written asynchronously: rotate once the earlier ones are on disk (regression: the
+  // rename could land before the last line was flushed, and that line then went to the new file).
+  await eventually(() => readFileSync(auditFile, 'utf8').split('\n').filter((l) => l !== '').length >= 5, 3000)
   renameSync(auditFile, `${auditFile}.1`)
   writeFileSync(file, stringify(base()))
   t.equal(await rt.reload(), true)
