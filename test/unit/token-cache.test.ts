@@ -1,5 +1,5 @@
 /**
- * Verified-token cache: bounded LRU keyed by a token hash; no entry outlives exp.
+ * Verified-token cache: bounded, exact match on the token, second-chance eviction; no entry outlives exp.
  */
 import { createHash } from 'node:crypto';
 
@@ -93,7 +93,7 @@ t.test('expiry at exp', async (t) => {
   });
 });
 
-t.test('LRU eviction order', async (t) => {
+t.test('second-chance eviction order', async (t) => {
   const c = new TokenCache(3);
   c.set('a', principal('a', LATER), NOW);
   c.set('b', principal('b', LATER), NOW);
@@ -101,22 +101,60 @@ t.test('LRU eviction order', async (t) => {
   t.equal(c.size, 3);
   c.set('d', principal('d', LATER), NOW);
   t.equal(c.size, 3, 'bounded');
-  t.equal(c.get('a', NOW), undefined, 'oldest (a) evicted');
-  t.ok(c.get('b', NOW), 'b kept');
-  // Access order is now: c, d, b (b just used).
+  t.equal(c.get('a', NOW), undefined, 'oldest unused (a) evicted');
+  t.ok(c.get('b', NOW), 'b kept, and now marked used');
+  // Insertion order: b (used), c, d. The used b gets a second chance; c is the oldest unused.
   c.set('e', principal('e', LATER), NOW);
-  t.equal(c.get('c', NOW), undefined, 'c was least recently used');
+  t.equal(c.get('c', NOW), undefined, 'c evicted, not the older but used b');
+  t.ok(c.get('b', NOW), 'b survived');
   t.ok(c.get('d', NOW));
-  t.ok(c.get('b', NOW));
   t.ok(c.get('e', NOW));
-  // Access order: d, b, e. Re-setting d makes it most recent.
-  c.set('d', principal('d2', LATER), NOW);
-  c.set('f', principal('f', LATER), NOW);
-  t.equal(c.get('b', NOW), undefined, 'b evicted, not the re-set d');
-  t.equal(c.get('d', NOW)?.subject, 'd2');
-  t.ok(c.get('e', NOW));
-  t.ok(c.get('f', NOW));
   t.equal(c.size, 3);
+  // All three used: each is passed over once (unmarked, moved back), then the oldest goes.
+  c.set('f', principal('f', LATER), NOW);
+  t.equal(c.size, 3, 'still bounded when every entry was used');
+  t.equal(c.get('d', NOW), undefined, 'after one full pass, the oldest (d) is evicted');
+  t.ok(c.get('f', NOW), 'the entry just stored is never the one evicted');
+  // Re-setting a key replaces it in place of a new entry.
+  c.set('b', principal('b2', LATER), NOW);
+  t.equal(c.size, 3);
+  t.equal(c.get('b', NOW)?.subject, 'b2');
+});
+
+t.test('one eviction examines a bounded number of entries', async (t) => {
+  const n = 40;
+  const c = new TokenCache(n);
+  for (let i = 0; i < n; i++) c.set(`k${i}`, principal(`k${i}`, LATER), NOW);
+  for (let i = 0; i < n; i++) t.ok(c.get(`k${i}`, NOW), `k${i} used`);
+  c.set('new', principal('new', LATER), NOW);
+  t.equal(c.size, n, 'bounded');
+  // 16 used entries are passed over (moved back, unmarked); the 17th is evicted although used.
+  const gone: string[] = [];
+  for (let i = 0; i < n; i++) if (c.get(`k${i}`, NOW) === undefined) gone.push(`k${i}`);
+  t.same(gone, ['k16'], 'exactly the first entry after 16 second chances');
+  t.ok(c.get('new', NOW));
+});
+
+t.test('long tokens: bucketed by their end, matched whole', async (t) => {
+  const c = new TokenCache(10);
+  const tail = 'S'.repeat(32);
+  const t1 = 'A'.repeat(100) + tail;
+  const t2 = 'B'.repeat(100) + tail; // same last 32 characters: the same bucket
+  const t3 = 'A'.repeat(99) + 'C' + tail;
+  const p1 = principal('one', LATER);
+  const p2 = principal('two', LATER);
+  c.set(t1, p1, NOW);
+  t.equal(c.get(t1, NOW), p1, 'the stored token hits');
+  t.equal(c.get(t2, NOW), undefined, 'another token with the same end misses (never the other principal)');
+  t.equal(c.get(t3, NOW), undefined, 'a token differing only in the middle misses');
+  t.equal(c.get(t1.slice(1), NOW), undefined, 'a shorter token with the same end misses');
+  c.set(t2, p2, NOW);
+  t.equal(c.size, 1, 'a colliding valid token displaces the first');
+  t.equal(c.get(t2, NOW), p2);
+  t.equal(c.get(t1, NOW), undefined, 'the displaced token is a miss, then re-verified by the caller');
+  // A token copied from a larger string (as header parsing does) still matches.
+  const header = 'Bearer ' + t2 + ' ';
+  t.equal(c.get(header.slice(7, -1), NOW), p2, 'a sliced copy of the same token hits');
 });
 
 t.test('a miss does not refresh recency', async (t) => {
