@@ -18,9 +18,10 @@ import { createSigningKeys } from './identity/keys.js'
 import { clientErrorResponse, publicErrorOf, sendError } from './plugins/http-errors.js'
 import { logRequest } from './plugins/request-log.js'
 import { applyRouteCors } from './plugins/origin.js'
-import { httpServerOptions, registerEdge } from './plugins/edge.js'
+import { createGatewayServer, registerEdge } from './plugins/edge.js'
+import { createRequestIds, Lane } from './plugins/lane.js'
 // For runtime.ts, which creates the listening server itself (only gateway.ts and plugins/ import plugins/).
-export { httpServerOptions }
+export { createGatewayServer }
 import type { Redis } from 'ioredis'
 import { createRedis, startRedis, stopRedis } from './session/redis.js'
 import { createSessionBinder, type SessionBinder } from './session/binding.js'
@@ -61,6 +62,8 @@ export interface Gateway {
   readonly metricsAddress: () => { host: string, port: number, url: string } | undefined
   /** Write out buffered log lines now (before a fatal exit, at a signal). */
   flushLogs: () => void
+  /** How many requests the lane (plugins/lane.ts) has taken instead of Fastify's route. */
+  readonly laneTaken: () => number
   /** With `external`: Fastify's request handler, to call for each request of the caller's server. */
   readonly handler: ((req: IncomingMessage, res: ServerResponse) => void) | undefined
   /** Log warnings, start discovery (and Redis) and make the app ready, without listening. */
@@ -111,10 +114,12 @@ export function createGateway (config: GatewayConfig, opts: GatewayOptions = {})
   const auditLog = config.audit.enabled ? opts.audit ?? ownAudit : undefined
   const audit = auditLog === undefined ? undefined : new AuditWriter(auditLog, config.audit.includeArguments)
 
-  // Header size and header/request timeouts (slowloris) are enforced by Node's HTTP server.
-  const serverOptions = httpServerOptions(config.limits)
   let handler: ((req: IncomingMessage, res: ServerResponse) => void) | undefined
+  // Ids shared by Fastify's requests and the lane's (plugins/lane.ts).
+  const requestIds = createRequestIds()
+  const lane = new Lane(requestIds, logger, config.limits.maxBodyBytes)
   const app = Fastify({
+    genReqId: requestIds,
     loggerInstance: logger,
     // Fastify's own per-request lines are replaced by ours (onResponse below).
     logController: new LogController({ disableRequestLogging: true }),
@@ -123,7 +128,6 @@ export function createGateway (config: GatewayConfig, opts: GatewayOptions = {})
     childLoggerFactory: (logger) => logger,
     bodyLimit: config.limits.maxBodyBytes,
     requestTimeout: config.limits.requestTimeoutMs,
-    http: serverOptions,
     exposeHeadRoutes: false,
     return503OnClosing: true,
     // HTTP parse errors: our body, then close; a reset socket needs nothing.
@@ -133,13 +137,21 @@ export function createGateway (config: GatewayConfig, opts: GatewayOptions = {})
       request.outcome = 'invalid_request'
       void sendError(reply, 400, 'invalid_request', 'The request URL is malformed')
     },
-    ...(opts.external === true ? { serverFactory: (h: (req: IncomingMessage, res: ServerResponse) => void) => { handler = h; return createServer() } } : {}),
-    ...(config.listen.tls !== undefined ? { https: { cert: config.listen.tls.cert, key: config.listen.tls.key, ...serverOptions } } : {})
+    // The lane goes in front of Fastify's handler. With `external` the caller's server calls `handler`:
+    // Fastify gets one that never listens.
+    serverFactory: (h: (req: IncomingMessage, res: ServerResponse) => void) => {
+      handler = lane.wrap(h)
+      return opts.external === true ? createServer() : createGatewayServer(config, handler)
+    },
+    // Only for the URLs Fastify reports: the server itself comes from serverFactory.
+    ...(config.listen.tls !== undefined ? { https: { cert: config.listen.tls.cert, key: config.listen.tls.key } } : {})
   }) as unknown as FastifyInstance
 
-  app.decorate('accessLog', loggers.access)
+  app.decorate('requestLine', loggers.requestLine)
+  app.decorate('noRouteRecording', null)
   app.decorate('telemetry', telemetry)
   app.decorateRequest('audit', null)
+  app.decorateRequest('exchange', null)
   app.decorateRequest('principal', null)
   app.decorateRequest('outcome', null)
   app.decorateRequest('session', null)
@@ -182,7 +194,7 @@ export function createGateway (config: GatewayConfig, opts: GatewayOptions = {})
   const sessions = opts.sessions ?? createSessionBinder(config.sessions, redis, logger)
   // Client address (trustProxy), stream bounds and rate limits, shared by every route.
   const edge = registerEdge(app, config, redis)
-  for (const route of config.routes) registerMcpRoute(app, { route, authenticator, publicUrl: config.publicUrl, signingKeys, sessions, telemetry, audit, ...edge })
+  for (const route of config.routes) registerMcpRoute(app, { route, authenticator, publicUrl: config.publicUrl, signingKeys, sessions, telemetry, audit, lane, ...edge })
 
   // The lifecycle lives in Fastify's hooks, so an embedder driving the app (index.ts: ready, listen,
   // close) gets the same start and shutdown steps as listen()/close() below.
@@ -199,6 +211,7 @@ export function createGateway (config: GatewayConfig, opts: GatewayOptions = {})
     if (redis !== undefined) startRedis(redis)
   })
   app.addHook('preClose', async () => {
+    lane.close()
     authenticator.stop()
     // Long-lived SSE streams would hold close() forever: bound it, then cut what is left.
     cut = setTimeout(() => { app.server.closeAllConnections() }, config.shutdownTimeoutMs)
@@ -226,6 +239,7 @@ export function createGateway (config: GatewayConfig, opts: GatewayOptions = {})
     metrics,
     metricsAddress: () => metricsAddress,
     flushLogs: loggers.flush,
+    laneTaken: () => lane.taken,
     handler,
     start,
     async listen () {

@@ -7,15 +7,14 @@
  * then is closed (its discovery, Redis client and session store with it).
  * Fastify cannot change routes after listen, hence one app per generation.
  */
-import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
-import { createServer as createHttpsServer } from 'node:https'
+import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import type { Logger } from 'pino'
 import type { GatewayConfig } from './config/types.js'
 import { ConfigError } from './errors.js'
-import { announceListening, createGateway, httpServerOptions, onClientError, type Gateway } from './gateway.js'
+import { announceListening, createGateway, createGatewayServer, onClientError, type Gateway } from './gateway.js'
 import { createLoggers, type Loggers } from './observability/logger.js'
 import { createSessionBinder, type SessionBinder } from './session/binding.js'
-import { RELOAD_READY_TIMEOUT_MS, SERVER_KEEP_ALIVE_TIMEOUT_MS } from './config/defaults.js'
+import { RELOAD_READY_TIMEOUT_MS } from './config/defaults.js'
 import { createMetrics, type Metrics } from './observability/metrics.js'
 import { createMetricsServer, type MetricsServer } from './observability/metrics-server.js'
 import { openAuditLog, sameDestination } from './observability/audit.js'
@@ -79,12 +78,7 @@ export function createRuntime (initial: GatewayConfig, opts: RuntimeOptions): Ru
   const loggers = opts.loggers ?? createLoggers(initial.logLevel)
   const logger = loggers.logger
   let config = initial
-  const serverOptions = httpServerOptions(config.limits)
-  const server: Server = config.listen.tls !== undefined
-    ? createHttpsServer({ cert: config.listen.tls.cert, key: config.listen.tls.key, ...serverOptions })
-    : createHttpServer(serverOptions)
-  // What Fastify sets on a server it creates itself.
-  server.keepAliveTimeout = SERVER_KEEP_ALIVE_TIMEOUT_MS
+  const server: Server = createGatewayServer(config)
   server.on('clientError', onClientError)
 
   // Memory session bindings outlive a reload while `sessions` is unchanged: a legacy SSE stream still

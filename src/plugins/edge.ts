@@ -3,10 +3,11 @@
  * server bounds (header size, header and request timeouts), the client
  * address under trustProxy, the SSE stream bounds and the rate limits.
  */
-import type { ServerOptions } from 'node:http'
+import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerOptions, type ServerResponse } from 'node:http'
+import { createServer as createHttpsServer } from 'node:https'
 import type { FastifyInstance } from 'fastify'
 import type { GatewayConfig } from '../config/types.js'
-import { CONNECTIONS_CHECK_INTERVAL_MS, RATE_LIMIT_REDIS_PREFIX } from '../config/defaults.js'
+import { CONNECTIONS_CHECK_INTERVAL_MS, RATE_LIMIT_REDIS_PREFIX, SERVER_KEEP_ALIVE_TIMEOUT_MS } from '../config/defaults.js'
 import { compileClientAddress, type ClientAddressResolver } from '../proxy/client-ip.js'
 import { StreamLimiter } from '../proxy/stream-limits.js'
 import { registerRateLimits, type RateLimits } from './rate-limit.js'
@@ -24,6 +25,21 @@ export function httpServerOptions (limits: GatewayConfig['limits']): Pick<Server
     requestTimeout: limits.requestTimeoutMs,
     connectionsCheckingInterval: CONNECTIONS_CHECK_INTERVAL_MS
   }
+}
+
+/**
+ * The gateway's HTTP or HTTPS server (listen.tls) with the bounds of
+ * {@link httpServerOptions}, and the keep-alive timeout Fastify sets on a server
+ * it creates itself. `handler`: the request listener; none: the caller adds one.
+ */
+export function createGatewayServer (config: Pick<GatewayConfig, 'limits' | 'listen'>, handler?: (req: IncomingMessage, res: ServerResponse) => void): Server {
+  const options = httpServerOptions(config.limits)
+  const tls = config.listen.tls
+  const server: Server = tls !== undefined
+    ? createHttpsServer({ cert: tls.cert, key: tls.key, ...options }, handler)
+    : createHttpServer(options, handler)
+  server.keepAliveTimeout = SERVER_KEEP_ALIVE_TIMEOUT_MS
+  return server
 }
 
 export interface Edge {

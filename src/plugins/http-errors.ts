@@ -2,8 +2,14 @@
  * Error bodies and the response helpers every plugin uses. Bodies are always
  * `{ error, error_description }` JSON; 5xx bodies are generic.
  */
+import type { ServerResponse } from 'node:http'
 import type { FastifyReply } from 'fastify'
 import { GatewayError } from '../errors.js'
+
+/** The `{ error, error_description }` body. */
+export function errorBody (error: string, description: string): string {
+  return JSON.stringify({ error, error_description: description })
+}
 
 /** Send `{ error, error_description }` with the given status. */
 export function sendError (reply: FastifyReply, status: number, error: string, description: string): FastifyReply {
@@ -11,7 +17,17 @@ export function sendError (reply: FastifyReply, status: number, error: string, d
     .code(status)
     .header('content-type', 'application/json; charset=utf-8')
     .header('cache-control', 'no-store')
-    .send(JSON.stringify({ error, error_description: description }))
+    .send(errorBody(error, description))
+}
+
+/**
+ * Write a JSON error body straight to a response (the lane, plugins/lane.ts):
+ * the same status, content type and cache-control as {@link sendError} and
+ * {@link sendJsonRpcError}; `headers`: more [name, value, …].
+ */
+export function writeJsonError (res: ServerResponse, status: number, body: string, headers: readonly string[]): void {
+  res.writeHead(status, ['content-type', 'application/json; charset=utf-8', 'cache-control', 'no-store', 'content-length', String(Buffer.byteLength(body)), ...headers])
+  res.end(body)
 }
 
 /**

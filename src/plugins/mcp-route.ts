@@ -5,6 +5,11 @@
  * per-operation scopes, forward the re-serialised body, and filter tools/list
  * results; routes without one forward bodies byte for byte and never parse them
  * (with the audit log on, they parse them for the audit line only).
+ *
+ * The steps after admission (session gate, policy, stream bounds, forwarding)
+ * are written once against an {@link Exchange} (plugins/exchange.ts): Fastify's
+ * route runs them, and so does the lane (plugins/lane.ts), which takes the
+ * common cached-token POST without Fastify; it joins at the end of {@link registerMcpRoute}.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestHookHandler, RouteHandlerMethod } from 'fastify'
 import type { RouteConfig } from '../config/types.js'
@@ -29,14 +34,16 @@ import { filterToolsListJson, MAX_TOOLS_LIST_RESPONSE_BYTES, ToolsListSseFilter,
 import { compilePolicy, type CompiledPolicy } from '../policy/compile.js'
 import { allows, evaluate, evaluateNoBody, mayCallTool, requiredFor, type Decision } from '../policy/evaluate.js'
 import { MAX_SSE_ENDPOINT_SCAN_BYTES } from '../config/defaults.js'
-import { sendError, sendJsonRpcError } from './http-errors.js'
+import { sendError } from './http-errors.js'
 import { applyRouteCors, compileRouteCors } from './origin.js'
 import type { RateLimits } from './rate-limit.js'
 import { admitStreamable, openStream } from './stream-limit.js'
 import { compileClientAddress, type ClientAddressResolver } from '../proxy/client-ip.js'
 import type { StreamLimiter } from '../proxy/stream-limits.js'
-import { logRequest } from './request-log.js'
-import { sessionGate } from './session-gate.js'
+import type { RequestRecording } from './request-log.js'
+import { sessionGate, sessionGateHook } from './session-gate.js'
+import { exchangeOf, ReplyExchange, type Exchange } from './exchange.js'
+import { readBody, type Lane, type LaneExchange } from './lane.js'
 import type { SessionBinder, SessionExchange } from '../session/binding.js'
 import { compileDenialLabel, NOOP_TELEMETRY, type Telemetry } from '../observability/telemetry.js'
 import type { AuditWriter } from '../observability/audit.js'
@@ -75,6 +82,8 @@ export interface McpRouteDeps {
   readonly telemetry?: Telemetry
   /** Audit lines of this route's exchanges; undefined: audit is off (bodies of routes without a policy stay unread). */
   readonly audit?: AuditWriter | undefined
+  /** The lane (plugins/lane.ts) the route joins, unless it has rate limits; undefined: Fastify only. */
+  readonly lane?: Lane | undefined
 }
 
 /** Error responses of a route are readable by browser clients from allowed origins (they need WWW-Authenticate). */
@@ -83,11 +92,6 @@ function sendRouteError (reply: FastifyReply, status: number, error: string, des
   return sendError(reply, status, error, description)
 }
 
-/** {@link sendRouteError} with a JSON-RPC error body (policy routes). */
-function sendRouteJsonRpcError (reply: FastifyReply, status: number, body: string): FastifyReply {
-  applyRouteCors(reply.request, reply)
-  return sendJsonRpcError(reply, status, body)
-}
 
 /** MCP POST bodies are `application/json` (any parameters; RFC 8259 §8.1: UTF-8). */
 function isJsonRequestType (value: string | undefined): boolean {
@@ -163,7 +167,8 @@ export function registerMcpRoute (app: FastifyInstance, deps: McpRouteDeps): voi
   const limits = deps.rateLimits?.forRoute(route.id, cors, tel)
   const clientAddress = deps.clientAddress ?? SOCKET_ONLY
   const streams = deps.streams
-  const routeConfig = { gwRouteId: route.id, kind: 'mcp', cors, telemetry: tel, audit }
+  const recording: RequestRecording = { routeId: route.id, telemetry: tel, audit, requestLine: app.requestLine }
+  const routeConfig = { gwRouteId: route.id, kind: 'mcp', cors, recording }
 
   const reject = (request: FastifyRequest, reply: FastifyReply, err: unknown): void => {
     if (err instanceof InvalidRequestError) {
@@ -247,14 +252,14 @@ export function registerMcpRoute (app: FastifyInstance, deps: McpRouteDeps): voi
   const endpointChooser = (session: SessionExchange | null): TransformChooser => (_status, _headers, sse) => sse ? makeScanner(session) : undefined
 
   /** Forward to the upstream; the gateway writes the response itself. */
-  const proxy = (request: FastifyRequest, reply: FastifyReply, body: Buffer | string | undefined, requestId: JsonRpcId | undefined, transform: TransformChooser | undefined, plainEncoding: boolean): void => {
-    const principal = request.principal!
-    const url = request.url
+  const proxy = (x: Exchange, body: Buffer | string | undefined, requestId: JsonRpcId | undefined, transform: TransformChooser | undefined, plainEncoding: boolean): void => {
+    const principal = x.principal!
+    const url = x.url
     const q = url.indexOf('?')
     let path = route.upstreamPath + (q === -1 ? url : url.slice(0, q)).slice(route.path.length)
     if (path === '') path = '/'
     if (q !== -1) path += url.slice(q)
-    const raw = request.raw
+    const raw = x.raw
     let headers = rewriteRequestHeaders.raw(raw.rawHeaders, principal, clientAddress.forwardedFor(raw.socket.remoteAddress, raw.headers['x-forwarded-for']))
     // A filtered response must be readable: ask the upstream for no content coding.
     if (plainEncoding) headers = headers.filter((_v, i, all) => all[i - (i % 2)] !== 'accept-encoding')
@@ -263,99 +268,96 @@ export function registerMcpRoute (app: FastifyInstance, deps: McpRouteDeps): voi
       if (!Array.isArray(more)) {
         more.then((m) => {
           // The client left while the credential was fetched (the request stream itself ends once read).
-          if (raw.socket.destroyed) logRequest(request, reply, true)
-          else dispatch(request, reply, path, headers.concat(m), body, requestId, transform)
+          if (raw.socket.destroyed) x.finished(true)
+          else dispatch(x, path, headers.concat(m), body, requestId, transform)
         }, (err: unknown) => {
-          if (raw.socket.destroyed) logRequest(request, reply, true)
-          else extrasFailed(request, reply, err)
+          if (raw.socket.destroyed) x.finished(true)
+          else extrasFailed(x, err)
         })
         return
       }
       for (let i = 0; i < more.length; i++) headers.push(more[i]!)
     }
-    dispatch(request, reply, path, headers, body, requestId, transform)
+    dispatch(x, path, headers, body, requestId, transform)
   }
 
   /** The upstream credential or assertion could not be had: the documented status; nothing reaches the upstream. */
-  const extrasFailed = (request: FastifyRequest, reply: FastifyReply, err: unknown): void => {
+  const extrasFailed = (x: Exchange, err: unknown): void => {
     if (err instanceof UpstreamCredentialError) {
-      request.outcome = `upstream_auth:${err.code}`
-      if (err.retryAfterSeconds !== undefined) reply.header('retry-after', String(err.retryAfterSeconds))
-      else if (err.status === 401) reply.header('www-authenticate', challenges.withError('invalid_token', err.publicDescription))
-      else reply.header('www-authenticate', challenges.insufficientScope(route.scopes, err.publicDescription))
-      void sendRouteError(reply, err.status, err.code, err.publicDescription)
+      x.outcome = `upstream_auth:${err.code}`
+      const header = err.retryAfterSeconds !== undefined
+        ? ['retry-after', String(err.retryAfterSeconds)]
+        : ['www-authenticate', err.status === 401 ? challenges.withError('invalid_token', err.publicDescription) : challenges.insufficientScope(route.scopes, err.publicDescription)]
+      x.sendError(err.status, err.code, err.publicDescription, header)
       return
     }
-    request.outcome = 'internal_error'
-    request.log.error({ reqId: request.id, route: route.id, err }, 'identity assertion signing failed')
-    void sendRouteError(reply, 500, 'internal_error', 'Internal gateway error')
+    x.outcome = 'internal_error'
+    x.log.error({ reqId: x.id, route: route.id, err }, 'identity assertion signing failed')
+    x.sendError(500, 'internal_error', 'Internal gateway error')
   }
 
-  const dispatch = (request: FastifyRequest, reply: FastifyReply, path: string, headers: string[], body: Buffer | string | undefined, requestId: JsonRpcId | undefined, transform: TransformChooser | undefined): void => {
+  const dispatch = (x: Exchange, path: string, headers: string[], body: Buffer | string | undefined, requestId: JsonRpcId | undefined, transform: TransformChooser | undefined): void => {
     // GET opens a stream: bounded per caller and in total, its own connection, destroyed with it (proxy/upstream.ts).
     // Other methods may be answered with a stream (SSE): admitted under the limits, counted while they stream.
     let streamKey: string | undefined
     let onStream: (() => void) | undefined
+    const get = x.method === 'GET'
     if (streams !== undefined) {
-      if (request.method === 'GET') {
-        streamKey = openStream(streams, request, reply, request.principal!)
+      if (get) {
+        streamKey = openStream(streams, x, x.principal!)
         if (streamKey === undefined) return
         telemetry.streamOpened()
       } else {
-        const key = admitStreamable(streams, request, reply, request.principal!)
+        const key = admitStreamable(streams, x, x.principal!)
         if (key === undefined) return
         onStream = () => { streams.track(key); streamKey = key; telemetry.streamOpened() }
       }
     }
-    // reply.elapsedTime: milliseconds since the request arrived; what follows is the upstream's time.
-    tel.overhead(reply.elapsedTime)
-    const stream = request.method === 'GET' ? upstream.streamClient() : undefined
-    // The gateway writes the response itself; Fastify still runs onResponse (the log line) on finish.
-    reply.hijack()
-    forward(stream ?? upstream.pool, reply.raw, {
+    // Milliseconds since the request arrived; what follows is the upstream's time.
+    tel.overhead(x.elapsedMs())
+    const stream = get ? upstream.streamClient() : undefined
+    x.take()
+    forward(stream ?? upstream.pool, x.res, {
       path,
-      method: request.method,
+      method: x.method,
       headers,
       body,
       requestId,
-      extraResponseHeaders: cors.responseHeaders(request.headers.origin),
+      extraResponseHeaders: cors.responseHeaders(x.raw.headers.origin),
       responseTransform: transform,
-      observer: request.session ?? undefined,
+      observer: x.session ?? undefined,
       onStream,
-      onEnd: (outcome, failure, code, cut) => {
+      onEnd: (outcome, failure, code) => {
         if (stream !== undefined) void stream.destroy()
-        request.session?.end()
+        x.session?.end()
         if (streamKey !== undefined) {
           streams!.release(streamKey)
           telemetry.streamClosed()
         }
-        request.outcome = outcome
-        if (outcome === 'upstream_error') request.log.warn({ reqId: request.id, route: route.id, failure, code }, 'upstream request failed')
-        // A response that never finishes gets no onResponse: log it here.
-        if (outcome === 'client_closed') logRequest(request, reply, true)
-        else if (cut === true) logRequest(request, reply)
+        x.outcome = outcome
+        if (outcome === 'upstream_error') x.log.warn({ reqId: x.id, route: route.id, failure, code }, 'upstream request failed')
+        // Recorded here, as the exchange ends: a response cut or left by the client never finishes.
+        x.finished(outcome === 'client_closed')
       }
     })
   }
 
-  const forwardRequest: RouteHandlerMethod = function (request, reply) {
-    const body = request.body
-    proxy(request, reply, Buffer.isBuffer(body) ? body : undefined, undefined, request.method === 'GET' ? endpointChooser(request.session) : undefined, false)
+  /** Routes without a policy: the bytes as received. */
+  const forwardBody = (x: Exchange, body: Buffer | undefined): void => {
+    proxy(x, body, undefined, x.method === 'GET' ? endpointChooser(x.session) : undefined, false)
   }
 
   /**
-   * forwardRequest with the audit on: the body is parsed for the audit line only
+   * forwardBody with the audit on: the body is parsed for the audit line only
    * (POSTs, and other requests with a body); the bytes forwarded are unchanged,
    * and a body that is not JSON-RPC is forwarded as before.
    */
-  const forwardAuditedRequest: RouteHandlerMethod = function (request, reply) {
-    const body = request.body
-    const buf = Buffer.isBuffer(body) ? body : undefined
-    if (request.method === 'POST' || (buf !== undefined && buf.length > 0)) {
+  const forwardAuditedBody = (x: Exchange, buf: Buffer | undefined): void => {
+    if (x.method === 'POST' || (buf !== undefined && buf.length > 0)) {
       const parsed = parseJsonRpc(buf)
-      request.audit = parsed.ok ? { messages: parsed.messages } : { parseError: parsed.message }
+      x.audit = parsed.ok ? { messages: parsed.messages } : { parseError: parsed.message }
     }
-    proxy(request, reply, buf, undefined, request.method === 'GET' ? endpointChooser(request.session) : undefined, false)
+    proxy(x, buf, undefined, x.method === 'GET' ? endpointChooser(x.session) : undefined, false)
   }
 
   /**
@@ -381,63 +383,61 @@ export function registerMcpRoute (app: FastifyInstance, deps: McpRouteDeps): voi
   }
 
   /** A policy refusal; `messages` (a refused body): each refused one is counted, and the audit line names what it lacks. */
-  const deny = (request: FastifyRequest, reply: FastifyReply, decision: Decision, body: string, messages?: readonly JsonRpcMessage[]): void => {
-    request.outcome = 'insufficient_scope'
+  const deny = (x: Exchange, decision: Decision, body: string, messages?: readonly JsonRpcMessage[]): void => {
+    x.outcome = 'insufficient_scope'
     if (messages === undefined) tel.policyDenied(denialLabel!(undefined, undefined))
     else {
-      const scopes = request.principal!.scopes
+      const scopes = x.principal!.scopes
       const missing = messages.map((m) => requiredFor(policy!, m).filter((s) => !scopes.has(s)))
       for (let i = 0; i < messages.length; i++) {
         if (missing[i]!.length > 0) tel.policyDenied(denialLabel!(messages[i]!.method, targetOf(messages[i]!)))
       }
-      if (request.audit !== null) request.audit.missing = missing
+      if (x.audit !== null) x.audit.missing = missing
     }
-    void sendRouteJsonRpcError(reply.header('www-authenticate', challenges.insufficientScope(decision.needed, 'The access token lacks a scope this operation requires')), 403, body)
+    x.sendJsonRpcError(403, body, ['www-authenticate', challenges.insufficientScope(decision.needed, 'The access token lacks a scope this operation requires')])
   }
 
-  const forwardPolicyRequest: RouteHandlerMethod = function (request, reply) {
+  const forwardPolicyBody = (x: Exchange, buf: Buffer | undefined): void => {
     const p = policy!
-    const principal = request.principal!
-    const raw = request.raw
-    const body = request.body
-    const buf = Buffer.isBuffer(body) ? body : undefined
-    if (request.method !== 'POST' && (buf === undefined || buf.length === 0)) {
+    const principal = x.principal!
+    const raw = x.raw
+    if (x.method !== 'POST' && (buf === undefined || buf.length === 0)) {
       // GET, DELETE, HEAD: no operation to read; route scopes and default.
       const decision = evaluateNoBody(p, principal)
       if (!decision.allow) {
-        deny(request, reply, decision, jsonRpcError(null, JSONRPC_INSUFFICIENT_SCOPE, 'Insufficient scope'))
+        deny(x, decision, jsonRpcError(null, JSONRPC_INSUFFICIENT_SCOPE, 'Insufficient scope'))
         return
       }
-      const get = request.method === 'GET'
-      const transform = get ? (p.filterToolsList ? filteringChooser(p, principal, undefined, true, request.session) : endpointChooser(request.session)) : undefined
-      proxy(request, reply, undefined, undefined, transform, get && p.filterToolsList)
+      const get = x.method === 'GET'
+      const transform = get ? (p.filterToolsList ? filteringChooser(p, principal, undefined, true, x.session) : endpointChooser(x.session)) : undefined
+      proxy(x, undefined, undefined, transform, get && p.filterToolsList)
       return
     }
     // Any request with a body is inspected: what is not authorised is never forwarded.
     if (!isJsonRequestType(raw.headers['content-type'])) {
-      if (audit !== undefined) request.audit = { parseError: 'Unsupported content type' }
-      request.outcome = 'unsupported_media_type'
-      void sendRouteError(reply, 415, 'unsupported_media_type', 'The request content type is not supported')
+      if (audit !== undefined) x.audit = { parseError: 'Unsupported content type' }
+      x.outcome = 'unsupported_media_type'
+      x.sendError(415, 'unsupported_media_type', 'The request content type is not supported')
       return
     }
     const parsed = parseJsonRpc(buf)
-    if (audit !== undefined) request.audit = parsed.ok ? { messages: parsed.messages } : { parseError: parsed.message }
+    if (audit !== undefined) x.audit = parsed.ok ? { messages: parsed.messages } : { parseError: parsed.message }
     if (!parsed.ok) {
-      request.outcome = 'invalid_request'
-      void sendRouteJsonRpcError(reply, 400, jsonRpcError(parsed.id, parsed.code, parsed.message))
+      x.outcome = 'invalid_request'
+      x.sendJsonRpcError(400, jsonRpcError(parsed.id, parsed.code, parsed.message))
       return
     }
     const single = parsed.batch ? undefined : parsed.messages[0]!
     const requestId: JsonRpcId = single !== undefined && single.method !== undefined && single.id !== undefined ? single.id : null
     const mismatch = headerMismatch(parsed, headerValue(raw.headers['mcp-method']), headerValue(raw.headers['mcp-name']))
     if (mismatch !== undefined) {
-      request.outcome = 'header_mismatch'
-      void sendRouteJsonRpcError(reply, 400, jsonRpcError(requestId, JSONRPC_HEADER_MISMATCH, mismatch))
+      x.outcome = 'header_mismatch'
+      x.sendJsonRpcError(400, jsonRpcError(requestId, JSONRPC_HEADER_MISMATCH, mismatch))
       return
     }
     const decision = evaluate(p, principal, parsed.messages)
     if (!decision.allow) {
-      deny(request, reply, decision, jsonRpcErrorsFor(parsed, JSONRPC_INSUFFICIENT_SCOPE, (msg) =>
+      deny(x, decision, jsonRpcErrorsFor(parsed, JSONRPC_INSUFFICIENT_SCOPE, (msg) =>
         allows(p, principal, msg) ? 'Not processed: another message in the batch was refused' : 'Insufficient scope'), parsed.messages)
       return
     }
@@ -455,23 +455,64 @@ export function registerMcpRoute (app: FastifyInstance, deps: McpRouteDeps): voi
       }
     }
     const transform = ids === undefined ? undefined : filteringChooser(p, principal, ids, false)
-    // perTool counts what was authorised, once parsed: the tools/call names of this body.
+    // perTool counts what was authorised, once parsed: the tools/call names of this body. A route
+    // with rate limits is never in the lane (below), so its requests are Fastify's.
     if (limits?.perTool !== undefined) {
+      if (!(x instanceof ReplyExchange)) throw new Error(`route ${route.id}: perTool needs the Fastify edge`)
+      const { request, reply } = x
       limits.perTool(request, reply, parsed.messages, requestId).then((ok) => {
-        if (ok) proxy(request, reply, out, requestId, transform, ids !== undefined)
+        if (ok) proxy(x, out, requestId, transform, ids !== undefined)
       }, (err: unknown) => { reject(request, reply, err) })
       return
     }
-    proxy(request, reply, out, requestId, transform, ids !== undefined)
+    proxy(x, out, requestId, transform, ids !== undefined)
   }
 
-  const gate = deps.sessions === undefined ? undefined : sessionGate(deps.sessions, route.id, sendRouteJsonRpcError, tel)
+  /** What the route does with a request once its caller is admitted and its body read (both edges). */
+  const handleBody = policy !== undefined ? forwardPolicyBody : audit !== undefined ? forwardAuditedBody : forwardBody
+  const handler: RouteHandlerMethod = function (request, reply) {
+    const body = request.body
+    handleBody(exchangeOf(request, reply), Buffer.isBuffer(body) ? body : undefined)
+  }
+
+  const gate = deps.sessions === undefined ? undefined : sessionGate(deps.sessions, route.id, tel)
   // perIp before any token work; perPrincipal once the caller is known; the session gate last (a store lookup).
-  const onRequestHooks = [limits?.perIp, authenticate, limits?.perPrincipal, gate].filter((h): h is onRequestHookHandler => h !== undefined)
+  const onRequestHooks = [limits?.perIp, authenticate, limits?.perPrincipal, gate === undefined ? undefined : sessionGateHook(gate)].filter((h): h is onRequestHookHandler => h !== undefined)
   // Server already closed when this runs: cut what is left (SSE streams would hold close() forever).
   app.addHook('onClose', async () => { credential?.close(); await upstream.close() })
   for (const url of [route.path, route.path + '/*']) {
-    app.route({ method: [...PROXIED_METHODS], url, onRequest: onRequestHooks, handler: policy !== undefined ? forwardPolicyRequest : audit !== undefined ? forwardAuditedRequest : forwardRequest, config: routeConfig })
+    app.route({ method: [...PROXIED_METHODS], url, onRequest: onRequestHooks, handler, config: routeConfig })
     app.route({ method: 'OPTIONS', url, onRequest: limits?.perIp, handler: cors.preflight, config: routeConfig })
   }
+
+  // Rate limits are counted by @fastify/rate-limit's hooks: a route that has them stays out of the lane.
+  const lane = deps.lane
+  if (lane === undefined || limits !== undefined) return
+  const maxBodyBytes = lane.maxBodyBytes
+  const readAndHandle = (x: LaneExchange): void => { readBody(x, handleBody) }
+  lane.add(route.path, (req, res) => {
+    const start = performance.now()
+    const h = req.headers
+    // Only the common case (plugins/lane.ts); anything else is left to Fastify, unread.
+    if (h.origin !== undefined || h['transfer-encoding'] !== undefined) return false
+    const length = h['content-length']
+    const type = h['content-type']
+    if (length === undefined || length === '0' || Number(length) > maxBodyBytes || type === undefined) return false
+    if (policy !== undefined && !isJsonRequestType(type)) return false
+    let principal: Principal | undefined
+    try {
+      const cred = extractCredential(authorizationValues(req.rawHeaders), '', false)
+      if (cred.kind !== 'bearer') return false
+      principal = authenticator.cached(routeAuth, cred.token, Date.now())
+    } catch {
+      return false
+    }
+    if (principal === undefined) return false
+    for (let i = 0; i < requiredScopes.length; i++) if (!principal.scopes.has(requiredScopes[i]!)) return false
+    tel.tokenCache(true)
+    const x = lane.exchange(req, res, recording, principal, start)
+    if (gate === undefined) readAndHandle(x)
+    else gate(x, () => { readAndHandle(x) })
+    return true
+  })
 }

@@ -8,22 +8,20 @@
  * the caller's limit: 429 `too_many_streams`; over the gateway's total: 503
  * `too_many_streams`; both with Retry-After and the route's CORS headers.
  */
-import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { Principal } from '../auth/principal.js'
 import { STREAM_LIMIT_RETRY_AFTER_SECONDS } from '../config/defaults.js'
 import type { StreamLimiter, StreamRefusal } from '../proxy/stream-limits.js'
-import { sendError } from './http-errors.js'
-import { applyRouteCors } from './origin.js'
+import type { Exchange } from './exchange.js'
 
 /**
  * Take a stream slot for the caller: returns the key to release when the
  * stream ends, or undefined after answering 429/503 (nothing to release).
  */
-export function openStream (streams: StreamLimiter, request: FastifyRequest, reply: FastifyReply, principal: Principal): string | undefined {
+export function openStream (streams: StreamLimiter, x: Exchange, principal: Principal): string | undefined {
   const key = streamKey(principal)
   const refused = streams.acquire(key)
   if (refused === undefined) return key
-  refuse(request, reply, refused)
+  refuse(x, refused)
   return undefined
 }
 
@@ -34,11 +32,11 @@ export function openStream (streams: StreamLimiter, request: FastifyRequest, rep
  * slot is taken only when the answer turns out to be a stream: by then the
  * upstream has run the request, so it cannot be refused any more.
  */
-export function admitStreamable (streams: StreamLimiter, request: FastifyRequest, reply: FastifyReply, principal: Principal): string | undefined {
+export function admitStreamable (streams: StreamLimiter, x: Exchange, principal: Principal): string | undefined {
   const key = streamKey(principal)
   const refused = streams.check(key)
   if (refused === undefined) return key
-  refuse(request, reply, refused)
+  refuse(x, refused)
   return undefined
 }
 
@@ -46,10 +44,10 @@ function streamKey (principal: Principal): string {
   return principal.issuer + '\n' + principal.subject
 }
 
-function refuse (request: FastifyRequest, reply: FastifyReply, refused: StreamRefusal): void {
-  request.outcome = 'too_many_streams'
-  applyRouteCors(request, reply)
-  reply.header('retry-after', String(STREAM_LIMIT_RETRY_AFTER_SECONDS))
-  if (refused === 'principal') void sendError(reply, 429, 'too_many_streams', 'Too many open streams for this caller; close one and retry')
-  else void sendError(reply, 503, 'too_many_streams', 'The gateway has too many open streams; retry later')
+const RETRY_AFTER: readonly string[] = ['retry-after', String(STREAM_LIMIT_RETRY_AFTER_SECONDS)]
+
+function refuse (x: Exchange, refused: StreamRefusal): void {
+  x.outcome = 'too_many_streams'
+  if (refused === 'principal') x.sendError(429, 'too_many_streams', 'Too many open streams for this caller; close one and retry', RETRY_AFTER)
+  else x.sendError(503, 'too_many_streams', 'The gateway has too many open streams; retry later', RETRY_AFTER)
 }

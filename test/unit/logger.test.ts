@@ -25,3 +25,63 @@ t.test('request lines carry an ISO time', async (t) => {
   t.equal(rec.msg, 'request')
   t.ok(Math.abs(Date.parse(rec.time) - Date.now()) < 1000, `time ${rec.time} is now`)
 })
+
+t.test('requestLine writes the line pino would write, for any field content', async (t) => {
+  const base = { reqId: 'req-1', route: '/mcp', method: 'POST', path: '/mcp', status: 200, subject: 'alice', clientId: 'c1', issuer: 'https://as.example.com', outcome: 'ok', durationMs: 1.23 }
+  const rows: Array<{ name: string, line: typeof base | Record<string, unknown>, lossless?: true }> = [
+    { name: 'plain ASCII', line: base },
+    { name: 'quotes and backslashes', line: { ...base, subject: 'a"b\\c', path: '/mcp/"x"' } },
+    { name: 'control characters and a newline', line: { ...base, subject: 'line1\nline2\t\u0000\u001f', clientId: '\r' } },
+    { name: 'non-ASCII and an emoji', line: { ...base, subject: 'Zoë 山田 🚀', issuer: 'https://ex.com/ü' } },
+    // pino writes it raw (U+FFFD once encoded); JSON.stringify's escape keeps it (checked below).
+    { name: 'a lone surrogate', line: { ...base, subject: 'x\ud800y' }, lossless: true },
+    { name: 'DEL and U+2028', line: { ...base, subject: 'a\u007fb\u2028c' } },
+    { name: 'undefined identity fields are left out', line: { ...base, subject: undefined, clientId: undefined, issuer: undefined } },
+    { name: 'null route and status (client left; outside the routes)', line: { ...base, route: null, status: null, outcome: 'client_closed' } },
+    { name: 'integer and fractional durations', line: { ...base, durationMs: 0 } },
+    { name: 'long fractional duration', line: { ...base, durationMs: 12345.67 } }
+  ]
+  for (const row of rows) {
+    const mine: string[] = []
+    const theirs: string[] = []
+    const a = createLoggers('info', new Writable({ write (chunk: Buffer, _e, cb) { mine.push(chunk.toString()); cb() } }))
+    const b = createLoggers('info', new Writable({ write (chunk: Buffer, _e, cb) { theirs.push(chunk.toString()); cb() } }))
+    a.requestLine(row.line as Parameters<typeof a.requestLine>[0])
+    b.access.info(row.line, 'request')
+    a.close()
+    b.close()
+    await new Promise((resolve) => setImmediate(resolve))
+    t.equal(mine.length, 1, `${row.name}: one write`)
+    const text = mine.join('')
+    t.ok(text.endsWith('\n') && text.indexOf('\n') === text.length - 1, `${row.name}: exactly one line`)
+    const got = JSON.parse(text) as Record<string, unknown>
+    const want = JSON.parse(theirs.join('')) as Record<string, unknown>
+    delete got.time
+    delete want.time
+    if (row.lossless === true) {
+      t.equal(got.subject, row.line.subject, `${row.name}: kept as sent`)
+      delete got.subject
+      delete want.subject
+    }
+    t.same(got, want, `${row.name}: the same record as pino's`)
+    t.same(Object.keys(got), Object.keys(want), `${row.name}: the same field order`)
+  }
+})
+
+t.test('requestLine follows the access logger level, also when it changes (SIGHUP)', async (t) => {
+  const lines: string[] = []
+  const l = createLoggers('warn', new Writable({ write (chunk: Buffer, _e, cb) { lines.push(chunk.toString()); cb() } }))
+  const line = { reqId: 'req-1', route: '/mcp', method: 'POST', path: '/mcp', status: 200, subject: undefined, clientId: undefined, issuer: undefined, outcome: 'ok', durationMs: 1 }
+  l.requestLine(line)
+  await new Promise((resolve) => setImmediate(resolve))
+  t.equal(lines.length, 0, 'not written at level warn')
+  l.access.level = 'info'
+  l.requestLine(line)
+  await new Promise((resolve) => setImmediate(resolve))
+  t.equal(lines.length, 1, 'written once the level is info')
+  l.access.level = 'silent'
+  l.requestLine(line)
+  await new Promise((resolve) => setImmediate(resolve))
+  t.equal(lines.length, 1, 'not written when silent')
+  l.close()
+})
