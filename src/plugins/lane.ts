@@ -2,8 +2,8 @@
  * The lane: the common request of a protected route, taken before Fastify
  * sees it. That request is a POST to the route's exact path, from a
  * non-browser client (no Origin), with a Content-Length body within the limit
- * and a bearer token the gateway has already verified (a cache hit) that holds
- * the route's scopes. From there it runs the route's own steps, the ones
+ * and a bearer token the gateway has already verified (a cache hit; one without
+ * the route's scopes is answered 403 here, as Fastify's route would). From there it runs the route's own steps, the ones
  * Fastify's route runs too (plugins/exchange.ts): session gate, policy, stream
  * bounds, forwarding, the request line, metrics and audit.
  *

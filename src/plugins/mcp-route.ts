@@ -11,7 +11,7 @@
  * route runs them, and so does the lane (plugins/lane.ts), which takes the
  * common cached-token POST without Fastify; it joins at the end of {@link registerMcpRoute}.
  */
-import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestHookHandler, RouteHandlerMethod } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestAbortHookHandler, onRequestHookHandler, RouteHandlerMethod } from 'fastify'
 import type { RouteConfig } from '../config/types.js'
 import { GatewayError, InvalidTokenError, TemporarilyUnavailableError, InvalidRequestError } from '../errors.js'
 import type { Authenticator, RouteAuth } from '../auth/authenticator.js'
@@ -56,6 +56,8 @@ declare module 'fastify' {
     outcome: string | null
   }
 }
+
+const INSUFFICIENT_ROUTE_SCOPE = 'The access token lacks a scope this route requires'
 
 /** Methods proxied on a route. OPTIONS is answered by the gateway (CORS preflight, never authenticated). */
 const PROXIED_METHODS = ['GET', 'HEAD', 'POST', 'DELETE', 'PUT', 'PATCH'] as const
@@ -151,7 +153,8 @@ export function registerMcpRoute (app: FastifyInstance, deps: McpRouteDeps): voi
   // Policy routes check the route's scopes with the operation's, once the body is read, so one
   // 403 names every scope the operation needs (MCP 2026-07-28); the others check them here.
   const requiredScopes = policy === undefined ? route.scopes : []
-  const insufficientChallenge = challenges.insufficientScope(requiredScopes, 'The access token lacks a scope this route requires')
+  const insufficientChallenge = challenges.insufficientScope(requiredScopes, INSUFFICIENT_ROUTE_SCOPE)
+  const insufficientHeader: readonly string[] = ['www-authenticate', insufficientChallenge]
   const rewriteRequestHeaders = compileRequestHeaders(route, deps.publicUrl)
   const upstream = createUpstream(route)
   // Assertion and upstream credential: undefined (no per-request work) when the route uses neither.
@@ -196,11 +199,13 @@ export function registerMcpRoute (app: FastifyInstance, deps: McpRouteDeps): voi
       if (!principal.scopes.has(requiredScopes[i]!)) {
         request.principal = principal
         request.outcome = 'insufficient_scope'
-        void sendRouteError(reply.header('www-authenticate', insufficientChallenge), 403, 'insufficient_scope', 'The access token lacks a scope this route requires')
+        void sendRouteError(reply.header('www-authenticate', insufficientChallenge), 403, 'insufficient_scope', INSUFFICIENT_ROUTE_SCOPE)
         return
       }
     }
     request.principal = principal
+    // Made now, so a client that leaves while its body is read is still recorded (onRequestAbort below).
+    exchangeOf(request, reply)
     done()
   }
 
@@ -475,13 +480,23 @@ export function registerMcpRoute (app: FastifyInstance, deps: McpRouteDeps): voi
     handleBody(exchangeOf(request, reply), Buffer.isBuffer(body) ? body : undefined)
   }
 
+  /**
+   * The client left before its request was complete (mid-body): Fastify runs no onResponse, so the
+   * request is recorded here, as the lane records it (`client_closed`). Requests refused before
+   * admission have already been answered and recorded.
+   */
+  const recordAbort: onRequestAbortHookHandler = (request, done) => {
+    request.exchange?.finished(true)
+    done()
+  }
+
   const gate = deps.sessions === undefined ? undefined : sessionGate(deps.sessions, route.id, tel)
   // perIp before any token work; perPrincipal once the caller is known; the session gate last (a store lookup).
   const onRequestHooks = [limits?.perIp, authenticate, limits?.perPrincipal, gate === undefined ? undefined : sessionGateHook(gate)].filter((h): h is onRequestHookHandler => h !== undefined)
   // Server already closed when this runs: cut what is left (SSE streams would hold close() forever).
   app.addHook('onClose', async () => { credential?.close(); await upstream.close() })
   for (const url of [route.path, route.path + '/*']) {
-    app.route({ method: [...PROXIED_METHODS], url, onRequest: onRequestHooks, handler, config: routeConfig })
+    app.route({ method: [...PROXIED_METHODS], url, onRequest: onRequestHooks, onRequestAbort: recordAbort, handler, config: routeConfig })
     app.route({ method: 'OPTIONS', url, onRequest: limits?.perIp, handler: cors.preflight, config: routeConfig })
   }
 
@@ -497,7 +512,9 @@ export function registerMcpRoute (app: FastifyInstance, deps: McpRouteDeps): voi
     if (h.origin !== undefined || h['transfer-encoding'] !== undefined) return false
     const length = h['content-length']
     const type = h['content-type']
-    if (length === undefined || length === '0' || Number(length) > maxBodyBytes || type === undefined) return false
+    if (length === undefined || type === undefined) return false
+    const bytes = Number(length)
+    if (!(bytes > 0) || bytes > maxBodyBytes) return false
     if (policy !== undefined && !isJsonRequestType(type)) return false
     let principal: Principal | undefined
     try {
@@ -508,9 +525,16 @@ export function registerMcpRoute (app: FastifyInstance, deps: McpRouteDeps): voi
       return false
     }
     if (principal === undefined) return false
-    for (let i = 0; i < requiredScopes.length; i++) if (!principal.scopes.has(requiredScopes[i]!)) return false
+    // Taken from here on: the cache lookup has been counted (token_cache_total, introspection cache_hit).
     tel.tokenCache(true)
     const x = lane.exchange(req, res, recording, principal, start)
+    for (let i = 0; i < requiredScopes.length; i++) {
+      if (!principal.scopes.has(requiredScopes[i]!)) {
+        x.outcome = 'insufficient_scope'
+        x.sendError(403, 'insufficient_scope', INSUFFICIENT_ROUTE_SCOPE, insufficientHeader)
+        return true
+      }
+    }
     if (gate === undefined) readAndHandle(x)
     else gate(x, () => { readAndHandle(x) })
     return true
