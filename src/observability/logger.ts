@@ -52,16 +52,26 @@ export function createLogger (level: string, destination?: DestinationStream): L
 
 let lastMs = -1
 let lastTime = ''
+let lastSecond = -1
+let secondPrefix = ''
 /**
- * pino's isoTime, reusing the string within one millisecond: at thousands of
- * request lines a second, building a Date and its ISO string per line showed
- * in profiles (~1.4 % of CPU per request).
+ * pino's isoTime, reusing the string within one millisecond and its
+ * `YYYY-MM-DDTHH:MM:SS.` part within one second: at thousands of request
+ * lines a second, building a Date and its ISO string (~1.2 µs) showed in
+ * profiles (~1.4 % of CPU per request, then ~1 µs per line when most lines
+ * fell in a new millisecond).
  */
 export function isoTimeCached (): string {
   const now = Date.now()
   if (now !== lastMs) {
     lastMs = now
-    lastTime = `,"time":"${new Date(now).toISOString()}"`
+    const second = Math.floor(now / 1000)
+    if (second !== lastSecond) {
+      lastSecond = second
+      secondPrefix = ',"time":"' + new Date(second * 1000).toISOString().slice(0, 20)
+    }
+    const ms = now - second * 1000
+    lastTime = secondPrefix + (ms < 10 ? '00' : ms < 100 ? '0' : '') + String(ms) + 'Z"'
   }
   return lastTime
 }

@@ -13,6 +13,20 @@ t.test('isoTimeCached has the shape of pino isoTime and follows the clock', asyn
   await new Promise((resolve) => setTimeout(resolve, 5))
   const b = isoTimeCached()
   t.ok(Date.parse(b.slice(9, -1)) > parsed, 'a later millisecond gives a later time')
+  // Across many milliseconds and seconds: always exactly Date#toISOString of the time it names.
+  const seen = new Set<string>()
+  const wrong: string[] = []
+  const until = Date.now() + 1200
+  while (Date.now() < until) {
+    const v = isoTimeCached()
+    if (seen.has(v)) continue
+    seen.add(v)
+    const iso = v.slice(9, -1)
+    if (new Date(Date.parse(iso)).toISOString() !== iso) wrong.push(iso)
+  }
+  t.same(wrong, [], 'every value is exactly the ISO time it names')
+  t.ok(seen.size > 500, `many distinct milliseconds checked (${seen.size})`)
+  t.ok(new Set([...seen].map((v) => v.slice(9, 28))).size >= 2, 'across a second boundary')
 })
 
 t.test('request lines carry an ISO time', async (t) => {
