@@ -112,11 +112,8 @@ export const DEFAULT_INTROSPECTION_NEGATIVE_CACHE_TTL_SECONDS = 10
 export const DEFAULT_INTROSPECTION_TIMEOUT_SECONDS = 5
 
 /**
- * stdout log lines are written in batches of this many bytes (or every
- * LOG_FLUSH_INTERVAL_MS): one write per line cost ~10 % CPU per request. Not
- * larger: sonic-boom measures its whole pending buffer (Buffer.byteLength) on
- * every line it appends, so 32 KiB batches cost ~5 µs per request line
- * (BENCHMARKS.md).
+ * stdout log lines are handed to the writer in batches of this many characters
+ * (or every LOG_FLUSH_INTERVAL_MS): one write per line cost ~10 % CPU per request.
  */
 export const LOG_BUFFER_BYTES = 4096
 /** Longest a log line waits in the buffer. */

@@ -96,28 +96,96 @@ export interface Loggers {
 }
 
 /**
- * With no destination given, lines go to stdout through a buffer: written
- * when LOG_BUFFER_BYTES have accumulated, every LOG_FLUSH_INTERVAL_MS, at
- * shutdown and on process exit (pino registers that). One write per request
- * line was ~10 % of the gateway's CPU per request (BENCHMARKS.md).
+ * Lines of both loggers, in order, handed to stdout's sonic-boom in batches of
+ * at least LOG_BUFFER_BYTES characters. sonic-boom's own batching
+ * (`minLength`) runs `Buffer.byteLength` on its whole pending buffer for every
+ * line it appends; handing it one string per batch does that once per batch
+ * (BENCHMARKS.md).
+ */
+class LineBatch implements DestinationStream {
+  readonly #dest: DestinationStream
+  #lines: string[] = []
+  #chars = 0
+
+  constructor (dest: DestinationStream) {
+    this.#dest = dest
+  }
+
+  write (line: string): void {
+    this.#lines.push(line)
+    this.#chars += line.length
+    if (this.#chars >= LOG_BUFFER_BYTES) this.drain()
+  }
+
+  /** Hand what is batched to the destination (which writes it asynchronously). */
+  drain (): void {
+    const lines = this.#lines
+    if (lines.length === 0) return
+    this.#lines = []
+    this.#chars = 0
+    this.#dest.write(lines.length === 1 ? lines[0]! : lines.join(''))
+  }
+}
+
+/** Batches of loggers not closed yet: drained when the process exits, before pino's own exit flush of stdout. */
+const openBatches = new Set<LineBatch>()
+let exitHookInstalled = false
+
+function drainOnExit (batch: LineBatch): void {
+  openBatches.add(batch)
+  if (exitHookInstalled) return
+  exitHookInstalled = true
+  // Prepended: pino's handler (on-exit-leak-free) flushes and ends the stream on 'exit'; ours must run first.
+  process.prependListener('exit', () => {
+    for (const b of openBatches) {
+      try {
+        b.drain()
+      } catch {
+        // The stream is already gone: nothing more can be written.
+      }
+    }
+  })
+}
+
+/**
+ * With no destination given, lines go to stdout through a {@link LineBatch}:
+ * written when LOG_BUFFER_BYTES have accumulated, every LOG_FLUSH_INTERVAL_MS,
+ * at shutdown and on process exit. One write per request line was ~10 % of
+ * the gateway's CPU per request (BENCHMARKS.md).
  */
 export function createLoggers (level: string, destination?: DestinationStream): Loggers {
-  const buffered = destination === undefined ? pino.destination({ dest: 1, sync: false, minLength: LOG_BUFFER_BYTES }) : undefined
-  const dest = destination ?? buffered!
+  const buffered = destination === undefined ? pino.destination({ dest: 1, sync: false }) : undefined
+  const batch = buffered === undefined ? undefined : new LineBatch(buffered)
+  const dest = destination ?? batch!
   const logger = pino(loggerOptions(level), dest)
   const access = pino({ level, base: { service: SERVICE }, timestamp: isoTimeCached }, dest)
   const requestLine = requestLineWriter(access, dest)
-  if (buffered === undefined) return { logger, access, requestLine, flush: () => {}, close: () => {} }
+  if (buffered === undefined || batch === undefined) return { logger, access, requestLine, flush: () => {}, close: () => {} }
+  drainOnExit(batch)
   const flush = (): void => {
+    batch.drain()
     try {
       buffered.flushSync()
     } catch {
       // Nothing buffered yet, or a write in progress: the next flush writes it.
     }
   }
-  const timer = setInterval(() => { buffered.flush() }, LOG_FLUSH_INTERVAL_MS)
+  const timer = setInterval(() => {
+    batch.drain()
+    buffered.flush()
+  }, LOG_FLUSH_INTERVAL_MS)
   timer.unref()
-  return { logger, access, requestLine, flush, close: () => { clearInterval(timer); flush() } }
+  return {
+    logger,
+    access,
+    requestLine,
+    flush,
+    close: () => {
+      clearInterval(timer)
+      flush()
+      openBatches.delete(batch)
+    }
+  }
 }
 
 /**

@@ -99,3 +99,29 @@ t.test('requestLine follows the access logger level, also when it changes (SIGHU
   t.equal(lines.length, 1, 'not written when silent')
   l.close()
 })
+
+t.test('stdout lines are batched in order, and none is lost when the process exits without close()', async (t) => {
+  const { spawnSync } = await import('node:child_process')
+  const { fileURLToPath } = await import('node:url')
+  const logger = fileURLToPath(new URL('../../src/observability/logger.ts', import.meta.url))
+  // Two loggers' lines interleaved (warn through `logger`, request lines through `requestLine`);
+  // then either process.exit() (the exit hook drains the batch) or the event loop simply ends.
+  for (const ending of ['process.exit(0)', 'undefined']) {
+    const script = `
+      const { createLoggers } = await import(${JSON.stringify(logger)})
+      const l = createLoggers('info')
+      for (let i = 0; i < 500; i++) {
+        l.requestLine({ reqId: 'req-' + i, route: '/mcp', method: 'POST', path: '/mcp', status: 200, subject: undefined, clientId: undefined, issuer: undefined, outcome: 'ok', durationMs: 1 })
+        if (i % 100 === 99) l.logger.warn({ after: i }, 'marker')
+      }
+      ${ending}
+    `
+    const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30_000 })
+    t.equal(r.status, 0, `${ending}: exit 0`)
+    const lines = r.stdout.split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as { msg: string, reqId?: string, after?: number })
+    t.equal(lines.filter((l) => l.msg === 'request').length, 500, `${ending}: every request line was written`)
+    t.equal(lines.filter((l) => l.msg === 'marker').length, 5, `${ending}: every warning was written`)
+    const order = lines.map((l) => l.msg === 'request' ? Number(l.reqId!.slice(4)) : l.after!)
+    t.same(order, [...order].sort((a, b) => a - b), `${ending}: in the order they were logged`)
+  }
+})
