@@ -127,7 +127,7 @@ class LineBatch implements DestinationStream {
   }
 }
 
-/** Batches of loggers not closed yet: drained when the process exits, before pino's own exit flush of stdout. */
+/** Batches of loggers not closed yet: drained when the process ends, before pino's own end of stdout. */
 const openBatches = new Set<LineBatch>()
 let exitHookInstalled = false
 
@@ -135,8 +135,7 @@ function drainOnExit (batch: LineBatch): void {
   openBatches.add(batch)
   if (exitHookInstalled) return
   exitHookInstalled = true
-  // Prepended: pino's handler (on-exit-leak-free) flushes and ends the stream on 'exit'; ours must run first.
-  process.prependListener('exit', () => {
+  const drainAll = (): void => {
     for (const b of openBatches) {
       try {
         b.drain()
@@ -144,7 +143,11 @@ function drainOnExit (batch: LineBatch): void {
         // The stream is already gone: nothing more can be written.
       }
     }
-  })
+  }
+  // Prepended: pino's handlers (on-exit-leak-free) end the stream on 'beforeExit' (the event loop ran
+  // dry) and flush it on 'exit' (process.exit); ours must run first in both cases.
+  process.prependListener('beforeExit', drainAll)
+  process.prependListener('exit', drainAll)
 }
 
 /**
