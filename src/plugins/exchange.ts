@@ -74,21 +74,26 @@ export class ReplyExchange implements Exchange {
   take (): void { this.reply.hijack() }
 
   sendError (status: number, error: string, description: string, headers: readonly string[] = NONE): void {
-    this.#headers(headers)
-    void sendError(this.reply, status, error, description)
+    void sendRouteError(this.#headers(headers), status, error, description)
   }
 
   sendJsonRpcError (status: number, body: string, headers: readonly string[] = NONE): void {
-    this.#headers(headers)
+    applyRouteCors(this.request, this.#headers(headers))
     void sendJsonRpcError(this.reply, status, body)
   }
 
   finished (aborted: boolean): void { logRequest(this.request, this.reply, aborted) }
 
-  #headers (headers: readonly string[]): void {
+  #headers (headers: readonly string[]): FastifyReply {
     for (let i = 0; i < headers.length; i += 2) this.reply.header(headers[i]!, headers[i + 1]!)
-    applyRouteCors(this.request, this.reply)
+    return this.reply
   }
+}
+
+/** Error responses of a route are readable by browser clients from allowed origins (they need WWW-Authenticate). */
+export function sendRouteError (reply: FastifyReply, status: number, error: string, description: string): FastifyReply {
+  applyRouteCors(reply.request, reply)
+  return sendError(reply, status, error, description)
 }
 
 /** The request's exchange, made once per request (the hooks and the handler share it). */

@@ -11,13 +11,13 @@ export function errorBody (error: string, description: string): string {
   return JSON.stringify({ error, error_description: description })
 }
 
+/** Every error answer: JSON, never stored by a cache. */
+const JSON_TYPE = 'application/json; charset=utf-8'
+const NO_STORE = 'no-store'
+
 /** Send `{ error, error_description }` with the given status. */
 export function sendError (reply: FastifyReply, status: number, error: string, description: string): FastifyReply {
-  return reply
-    .code(status)
-    .header('content-type', 'application/json; charset=utf-8')
-    .header('cache-control', 'no-store')
-    .send(errorBody(error, description))
+  return sendJsonRpcError(reply, status, errorBody(error, description))
 }
 
 /**
@@ -26,20 +26,21 @@ export function sendError (reply: FastifyReply, status: number, error: string, d
  * {@link sendJsonRpcError}; `headers`: more [name, value, …].
  */
 export function writeJsonError (res: ServerResponse, status: number, body: string, headers: readonly string[]): void {
-  res.writeHead(status, ['content-type', 'application/json; charset=utf-8', 'cache-control', 'no-store', 'content-length', String(Buffer.byteLength(body)), ...headers])
+  res.writeHead(status, ['content-type', JSON_TYPE, 'cache-control', NO_STORE, 'content-length', String(Buffer.byteLength(body)), ...headers])
   res.end(body)
 }
 
 /**
  * Send a JSON-RPC error body (already serialised; jsonrpc.ts builds it) with
  * the given status: policy routes answer malformed, mismatched and refused
- * JSON-RPC bodies this way, in the protocol the client speaks.
+ * JSON-RPC bodies this way, in the protocol the client speaks. {@link sendError}
+ * sends its body through here too.
  */
 export function sendJsonRpcError (reply: FastifyReply, status: number, body: string): FastifyReply {
   return reply
     .code(status)
-    .header('content-type', 'application/json; charset=utf-8')
-    .header('cache-control', 'no-store')
+    .header('content-type', JSON_TYPE)
+    .header('cache-control', NO_STORE)
     .send(body)
 }
 

@@ -24,7 +24,7 @@ import type { SessionExchange } from '../session/binding.js'
 import type { AuditState } from '../observability/audit.js'
 import type { Exchange } from './exchange.js'
 import { writeJsonError, errorBody } from './http-errors.js'
-import { recordRequest, type RequestRecording } from './request-log.js'
+import { outcomeOf, recordRequest, type RequestRecording } from './request-log.js'
 
 /** A route's lane entry: true when it took the request (and will answer it), false to leave it to Fastify. */
 export type LaneRoute = (req: IncomingMessage, res: ServerResponse) => boolean
@@ -80,8 +80,7 @@ export class LaneExchange implements Exchange {
   finished (aborted: boolean): void {
     if (this.#recorded) return
     this.#recorded = true
-    const outcome = aborted ? 'client_closed' : this.outcome ?? (this.res.statusCode < 400 ? 'ok' : 'error')
-    recordRequest(this.#rec, this.id, this.method, this.url, this.res, this.principal, this.outcome, outcome, aborted, this.elapsedMs(), this.audit)
+    recordRequest(this.#rec, this.id, this.method, this.url, this.res, this.principal, this.outcome, outcomeOf(aborted, this.outcome, this.res.statusCode), aborted, this.elapsedMs(), this.audit)
   }
 }
 

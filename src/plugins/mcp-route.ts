@@ -34,15 +34,14 @@ import { filterToolsListJson, MAX_TOOLS_LIST_RESPONSE_BYTES, ToolsListSseFilter,
 import { compilePolicy, type CompiledPolicy } from '../policy/compile.js'
 import { allows, evaluate, evaluateNoBody, mayCallTool, requiredFor, type Decision } from '../policy/evaluate.js'
 import { MAX_SSE_ENDPOINT_SCAN_BYTES } from '../config/defaults.js'
-import { sendError } from './http-errors.js'
-import { applyRouteCors, compileRouteCors } from './origin.js'
+import { compileRouteCors } from './origin.js'
 import type { RateLimits } from './rate-limit.js'
 import { admitStreamable, openStream } from './stream-limit.js'
 import { compileClientAddress, type ClientAddressResolver } from '../proxy/client-ip.js'
 import type { StreamLimiter } from '../proxy/stream-limits.js'
 import type { RequestRecording } from './request-log.js'
 import { sessionGate, sessionGateHook } from './session-gate.js'
-import { exchangeOf, ReplyExchange, type Exchange } from './exchange.js'
+import { exchangeOf, ReplyExchange, sendRouteError, type Exchange } from './exchange.js'
 import { readBody, type Lane, type LaneExchange } from './lane.js'
 import type { SessionBinder, SessionExchange } from '../session/binding.js'
 import { compileDenialLabel, NOOP_TELEMETRY, type Telemetry } from '../observability/telemetry.js'
@@ -88,11 +87,6 @@ export interface McpRouteDeps {
   readonly lane?: Lane | undefined
 }
 
-/** Error responses of a route are readable by browser clients from allowed origins (they need WWW-Authenticate). */
-function sendRouteError (reply: FastifyReply, status: number, error: string, description: string): FastifyReply {
-  applyRouteCors(reply.request, reply)
-  return sendError(reply, status, error, description)
-}
 
 
 /** MCP POST bodies are `application/json` (any parameters; RFC 8259 §8.1: UTF-8). */
@@ -194,14 +188,18 @@ export function registerMcpRoute (app: FastifyInstance, deps: McpRouteDeps): voi
     }
   }
 
+  /** The route's scopes are all held (both edges check this once the token is known). */
+  const holdsRouteScopes = (principal: Principal): boolean => {
+    for (let i = 0; i < requiredScopes.length; i++) if (!principal.scopes.has(requiredScopes[i]!)) return false
+    return true
+  }
+
   const admit = (request: FastifyRequest, reply: FastifyReply, principal: Principal, done: () => void): void => {
-    for (let i = 0; i < requiredScopes.length; i++) {
-      if (!principal.scopes.has(requiredScopes[i]!)) {
-        request.principal = principal
-        request.outcome = 'insufficient_scope'
-        void sendRouteError(reply.header('www-authenticate', insufficientChallenge), 403, 'insufficient_scope', INSUFFICIENT_ROUTE_SCOPE)
-        return
-      }
+    if (!holdsRouteScopes(principal)) {
+      request.principal = principal
+      request.outcome = 'insufficient_scope'
+      void sendRouteError(reply.header('www-authenticate', insufficientChallenge), 403, 'insufficient_scope', INSUFFICIENT_ROUTE_SCOPE)
+      return
     }
     request.principal = principal
     // Made now, so a client that leaves while its body is read is still recorded (onRequestAbort below).
@@ -528,12 +526,10 @@ export function registerMcpRoute (app: FastifyInstance, deps: McpRouteDeps): voi
     // Taken from here on: the cache lookup has been counted (token_cache_total, introspection cache_hit).
     tel.tokenCache(true)
     const x = lane.exchange(req, res, recording, principal, start)
-    for (let i = 0; i < requiredScopes.length; i++) {
-      if (!principal.scopes.has(requiredScopes[i]!)) {
-        x.outcome = 'insufficient_scope'
-        x.sendError(403, 'insufficient_scope', INSUFFICIENT_ROUTE_SCOPE, insufficientHeader)
-        return true
-      }
+    if (!holdsRouteScopes(principal)) {
+      x.outcome = 'insufficient_scope'
+      x.sendError(403, 'insufficient_scope', INSUFFICIENT_ROUTE_SCOPE, insufficientHeader)
+      return true
     }
     if (gate === undefined) readAndHandle(x)
     else gate(x, () => { readAndHandle(x) })

@@ -79,6 +79,16 @@ export function recordRequest (rec: RequestRecording, reqId: string, method: str
 }
 
 /**
+ * The outcome a request line says: `client_closed` when the client left first,
+ * else what the route set, else `kind` (metadata, health, metrics), else ok or
+ * error by status. Both edges use it (Fastify's logRequest, the lane).
+ */
+export function outcomeOf (aborted: boolean, routeOutcome: string | null, status: number, kind?: string): string {
+  if (aborted) return 'client_closed'
+  return routeOutcome ?? kind ?? (status < 400 ? 'ok' : 'error')
+}
+
+/**
  * Write the request line once; a client that disconnects mid-response is logged as `client_closed`.
  * The same place counts the request (requests_total, request_duration_seconds) and writes its audit lines.
  */
@@ -87,9 +97,8 @@ export function logRequest (request: FastifyRequest, reply: FastifyReply, aborte
   if (flagged[kLogged] === true) return
   flagged[kLogged] = true
   const cfg = request.routeOptions.config as { gwRouteId?: string | null, kind?: string, recording?: RequestRecording }
-  const outcome = aborted
-    ? 'client_closed'
-    : request.outcome ?? (cfg.kind === 'metadata' || cfg.kind === 'health' || cfg.kind === 'metrics' ? cfg.kind : reply.statusCode < 400 ? 'ok' : 'error')
+  const kind = cfg.kind === 'metadata' || cfg.kind === 'health' || cfg.kind === 'metrics' ? cfg.kind : undefined
+  const outcome = outcomeOf(aborted, request.outcome, reply.statusCode, kind)
   const server = request.server
   recordRequest(cfg.recording ?? (server.noRouteRecording ??= { routeId: null, telemetry: server.telemetry.none, audit: undefined, requestLine: server.requestLine }),
     request.id, request.method, request.url, reply.raw, request.principal, request.outcome, outcome, aborted, reply.elapsedTime, request.audit)
