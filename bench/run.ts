@@ -18,8 +18,8 @@ const ROOT = resolve(import.meta.dirname, '..')
 const HELP = `Usage: tsx bench/run.ts [options]
 
   --smoke                 1 round, 2 s per system, direct + gateway only, idle streams N=100
-  --rounds <n>            interleaved rounds (default 3)
-  --duration <s>          seconds of load per system per round (default 10)
+  --rounds <n>            interleaved rounds (default 5)
+  --duration <s>          seconds of load per system per round (default 6)
   --warmup <s>            seconds of warm-up per system before round 1 (default 3)
   --connections <n>       load connections (default 10)
   --threads <n>           wrk threads (default 1)
@@ -86,8 +86,10 @@ function parse (argv: string[]): BenchOptions & { outDir: string, name: string }
   if (smoke && idle.some((n) => n > 100)) throw new Error('--idle-streams: at most 100 in smoke mode')
   return {
     smoke,
-    rounds: num(v.rounds, smoke ? 1 : 3, 'rounds'),
-    durationS: num(v.duration, smoke ? 2 : 10, 'duration'),
+    // More, shorter rounds: this shared VM's speed shifts over tens of seconds, and the median of
+    // five in-round ratios is less at the mercy of one slow slot than the median of three.
+    rounds: num(v.rounds, smoke ? 1 : 5, 'rounds'),
+    durationS: num(v.duration, smoke ? 2 : 6, 'duration'),
     warmupS: num(v.warmup, smoke ? 1 : 3, 'warmup', 0),
     connections: num(v.connections, 10, 'connections'),
     threads: num(v.threads, 1, 'threads'),

@@ -287,12 +287,22 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   }
 }
 
+/** The exchange a response belongs to, read by {@link responseClosed}. */
+const kForward = Symbol('forward')
+type ForwardedResponse = ServerResponse & { [kForward]?: ForwardHandler }
+
+/** One 'close' listener for every forwarded response (`this` is the response): no closure per request. */
+function responseClosed (this: ForwardedResponse): void {
+  if (!this.writableFinished) this[kForward]!.cancel()
+}
+
 /**
  * Forward one request. The response (or a 502/504 JSON-RPC error) is written
  * to `res`; a client disconnect aborts the upstream request.
  */
 export function forward (pool: Dispatcher, res: ServerResponse, req: ForwardRequest): void {
   const handler = new ForwardHandler(res, req)
-  res.once('close', () => { if (!res.writableFinished) handler.cancel() })
+  ;(res as ForwardedResponse)[kForward] = handler
+  res.on('close', responseClosed)
   pool.dispatch({ path: req.path, method: req.method as Dispatcher.HttpMethod, headers: req.headers, body: req.body }, handler as unknown as Dispatcher.DispatchHandler)
 }

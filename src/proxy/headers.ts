@@ -132,6 +132,9 @@ export function identityRepresentable (p: Principal): boolean {
   return SAFE_VALUE_RE.test(p.subject) && (p.clientId === undefined || SAFE_VALUE_RE.test(p.clientId)) && SAFE_VALUE_RE.test(p.scopeString) && SAFE_VALUE_RE.test(p.roleString)
 }
 
+/** Connection values that name no field beyond the hop-by-hop ones. */
+const CONNECTION_PLAIN = new Set(['keep-alive', 'close'])
+
 /** Response headers that belong to the upstream hop only (RFC 9110 §7.6.1). */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'proxy-authenticate'])
 
@@ -152,6 +155,8 @@ export function cleanResponseHeaders (raw: ReadonlyArray<string | Buffer>, extra
     const name = raw[i]!.toString('latin1').toLowerCase()
     const value = raw[i + 1]!.toString('latin1')
     if (name === 'connection') {
+      // The usual values name only hop-by-hop fields, which are dropped anyway: no set to build.
+      if (CONNECTION_PLAIN.has(value.toLowerCase())) continue
       connectionNamed ??= new Set()
       for (const n of value.split(',')) connectionNamed.add(n.trim().toLowerCase())
       continue
