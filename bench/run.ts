@@ -21,6 +21,7 @@ const HELP = `Usage: tsx bench/run.ts [options]
   --rounds <n>            interleaved rounds (default 5)
   --duration <s>          seconds of load per system per round (default 6)
   --warmup <s>            seconds of warm-up per system before round 1 (default 3)
+  --settle <s>            seconds of unmeasured load right before each measured run (default 2)
   --connections <n>       load connections (default 10)
   --threads <n>           wrk threads (default 1)
   --systems <a,b,...>     systems to run (default: ${CATALOGUE.filter((s) => s.default).map((s) => s.id).join(',')};
@@ -46,6 +47,7 @@ function parse (argv: string[]): BenchOptions & { outDir: string, name: string }
       rounds: { type: 'string' },
       duration: { type: 'string' },
       warmup: { type: 'string' },
+      settle: { type: 'string' },
       connections: { type: 'string' },
       threads: { type: 'string' },
       systems: { type: 'string' },
@@ -91,6 +93,7 @@ function parse (argv: string[]): BenchOptions & { outDir: string, name: string }
     rounds: num(v.rounds, smoke ? 1 : 5, 'rounds'),
     durationS: num(v.duration, smoke ? 2 : 6, 'duration'),
     warmupS: num(v.warmup, smoke ? 1 : 3, 'warmup', 0),
+    settleS: num(v.settle, smoke ? 0 : 2, 'settle', 0),
     connections: num(v.connections, 10, 'connections'),
     threads: num(v.threads, 1, 'threads'),
     systems: systems as SystemId[],

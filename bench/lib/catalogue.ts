@@ -2,7 +2,7 @@
 
 export type SystemId =
   | 'direct' | 'nginx' | 'haproxy-plain' | 'haproxy-jwt' | 'express-sdk' | 'express-keepalive'
-  | 'fastify-http-proxy-jose' | 'node-undici-jose' | 'gateway' | 'gateway-policy' | 'gateway-introspection' | 'sdk-direct' | 'sdk-gateway'
+  | 'fastify-http-proxy-jose' | 'node-answer' | 'node-undici-jose' | 'gateway' | 'gateway-policy' | 'gateway-introspection' | 'sdk-direct' | 'sdk-gateway'
 
 export interface SystemInfo {
   id: SystemId
@@ -25,6 +25,7 @@ export const CATALOGUE: readonly SystemInfo[] = [
   { id: 'express-sdk', letter: 'd', label: 'express + SDK requireBearerAuth (jose, no cache) + http-proxy-middleware, defaults (new upstream connection per request)', group: 'proxy', default: true },
   { id: 'express-keepalive', label: 'the same with a keep-alive agent', group: 'proxy', default: false },
   { id: 'fastify-http-proxy-jose', label: 'Fastify + @fastify/http-proxy + jose (onRequest hook, verified-token Map cache), defaults', group: 'proxy', default: true },
+  { id: 'node-answer', label: 'one Node leg, no proxy: node:http server reading the body and answering the same 300 bytes itself (no upstream, no auth, no logs)', group: 'proxy', default: true },
   { id: 'node-undici-jose', label: 'leanest Node proxy: node:http + undici Pool.dispatch + jose + verified-token Map cache, no framework, no logs', group: 'proxy', default: true },
   { id: 'gateway', letter: 'e', label: 'mcp-auth-gateway, JWT route (warm token)', group: 'proxy', default: true },
   {
@@ -62,6 +63,9 @@ export const CPU_RATIOS: ReadonlyArray<{ num: SystemId, den: SystemId }> = [
   { num: 'gateway', den: 'express-keepalive' },
   { num: 'gateway', den: 'fastify-http-proxy-jose' },
   { num: 'gateway', den: 'node-undici-jose' },
+  // What Node itself costs against the C proxies: one bare leg, and the leanest two-leg proxy.
+  { num: 'node-answer', den: 'nginx' },
+  { num: 'node-undici-jose', den: 'haproxy-jwt' },
   // Issue 4: the policy route must cost at most 1.15× the plain JWT route.
   { num: 'gateway-policy', den: 'gateway' },
   { num: 'gateway-introspection', den: 'gateway' }

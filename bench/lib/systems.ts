@@ -75,6 +75,10 @@ export async function startFastifyHttpProxy (rt: NodeRuntime, dir: string, o: { 
   return await startJoseProxy(rt, dir, 'fastify-http-proxy-jose', 'bench/procs/fastify-http-proxy.ts', o)
 }
 
+export async function startNodeAnswer (rt: NodeRuntime, dir: string): Promise<Started> {
+  return await startNodeScript(rt, 'node-answer', 'bench/procs/node-answer.ts', {}, dir)
+}
+
 export async function startNodeUndici (rt: NodeRuntime, dir: string, o: { upstream: string, issuer: string, jwksUri: string }): Promise<Started> {
   return await startJoseProxy(rt, dir, 'node-undici-jose', 'bench/procs/node-undici.ts', o)
 }

@@ -8,14 +8,7 @@
  * PORT from the environment; listens on 127.0.0.1 only.
  */
 import Fastify from 'fastify'
-
-/** A JSON-RPC result of exactly RESPONSE_BYTES bytes. */
-export const RESPONSE_BYTES = 300
-function responseBody (): Buffer {
-  const make = (pad: string): string => JSON.stringify({ jsonrpc: '2.0', id: 1, result: { content: [{ type: 'text', text: `echo: hello ${pad}` }], isError: false } })
-  const base = make('').length
-  return Buffer.from(make('x'.repeat(Math.max(0, RESPONSE_BYTES - base))))
-}
+import { responseBody } from './response-body.js'
 
 const port = Number(process.env.PORT)
 const body = responseBody()
