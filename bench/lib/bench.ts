@@ -467,8 +467,9 @@ export async function runBench (opts: BenchOptions, log: Log): Promise<BenchResu
       for (const t of [...targets]) {
         // Steady state, as the issue defines CPU per request. A Node process that sat idle while the
         // others ran has shrunk its heap, and its first seconds of load pay for regrowing it (more
-        // scavenges, old-space collections): measured up to +50 % for the gateway (BENCHMARKS.md,
-        // "After idle"). So each measured run follows unmeasured load; the C proxies do not care.
+        // scavenges, old-space collections): up to +50 % for the gateway in 6 s windows (BENCHMARKS.md,
+        // "After idle"). Settling load takes the first seconds out; it did not close the whole gap
+        // between full runs and quick ones. The C proxies do not care either way.
         if (opts.settleS > 0 && await guarded(t, round, opts.settleS, true) === undefined) continue
         const r = await guarded(t, round, opts.durationS)
         if (r === undefined) continue

@@ -1,5 +1,5 @@
 /**
- * Optional system `node-answer`: one Node HTTP leg and nothing else. A
+ * System `node-answer` (in the default run): one Node HTTP leg and nothing else. A
  * `node:http` server reads the POST body and answers the bare upstream's
  * ~300-byte result itself: no upstream, no token check, no logs.
  *
