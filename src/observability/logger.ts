@@ -97,33 +97,47 @@ export interface Loggers {
 
 /**
  * Lines of both loggers, in order, handed to stdout's sonic-boom in batches of
- * at least LOG_BUFFER_BYTES characters. sonic-boom's own batching
- * (`minLength`) runs `Buffer.byteLength` on its whole pending buffer for every
- * line it appends; handing it one string per batch does that once per batch
- * (BENCHMARKS.md).
+ * at least LOG_BUFFER_BYTES bytes. sonic-boom's own batching (`minLength`) runs
+ * `Buffer.byteLength` on its whole pending buffer for every line it appends;
+ * handing it one string per batch does that once per batch (BENCHMARKS.md).
+ *
+ * Each line is copied into a reused byte buffer as it arrives, so no line
+ * string outlives its request. Holding the strings until the batch filled kept
+ * them alive across scavenges; once an old-space collection had run (after the
+ * process sat idle, for one) ~2 MB survived every scavenge from then on, against
+ * ~0.1 MB with the copy, and V8's GC threads cost twice the CPU (BENCHMARKS.md,
+ * "After idle").
  */
-class LineBatch implements DestinationStream {
+export class LineBatch implements DestinationStream {
   readonly #dest: DestinationStream
-  #lines: string[] = []
-  #chars = 0
+  // Room for a full batch plus the line that completes it; a longer line bypasses the buffer.
+  readonly #buf = Buffer.allocUnsafe(2 * LOG_BUFFER_BYTES)
+  #bytes = 0
 
   constructor (dest: DestinationStream) {
     this.#dest = dest
   }
 
   write (line: string): void {
-    this.#lines.push(line)
-    this.#chars += line.length
-    if (this.#chars >= LOG_BUFFER_BYTES) this.drain()
+    // A UTF-16 code unit takes at most 3 bytes in UTF-8 (a surrogate pair: 4 for 2 units).
+    const worst = 3 * line.length
+    if (this.#bytes + worst > this.#buf.length) {
+      this.drain()
+      if (worst > this.#buf.length) {
+        this.#dest.write(line)
+        return
+      }
+    }
+    this.#bytes += this.#buf.write(line, this.#bytes)
+    if (this.#bytes >= LOG_BUFFER_BYTES) this.drain()
   }
 
   /** Hand what is batched to the destination (which writes it asynchronously). */
   drain (): void {
-    const lines = this.#lines
-    if (lines.length === 0) return
-    this.#lines = []
-    this.#chars = 0
-    this.#dest.write(lines.length === 1 ? lines[0]! : lines.join(''))
+    if (this.#bytes === 0) return
+    const n = this.#bytes
+    this.#bytes = 0
+    this.#dest.write(this.#buf.toString('utf8', 0, n))
   }
 }
 

@@ -3,7 +3,8 @@
  */
 import { Writable } from 'node:stream'
 import t from 'tap'
-import { createLoggers, isoTimeCached } from '../../src/observability/logger.js'
+import { LOG_BUFFER_BYTES } from '../../src/config/defaults.js'
+import { createLoggers, isoTimeCached, LineBatch } from '../../src/observability/logger.js'
 
 t.test('isoTimeCached has the shape of pino isoTime and follows the clock', async (t) => {
   const a = isoTimeCached()
@@ -124,4 +125,36 @@ t.test('stdout lines are batched in order, and none is lost when the process exi
     const order = lines.map((l) => l.msg === 'request' ? Number(l.reqId!.slice(4)) : l.after!)
     t.same(order, [...order].sort((a, b) => a - b), `${ending}: in the order they were logged`)
   }
+})
+
+t.test('LineBatch hands on every line byte for byte, in order, in batches of at least LOG_BUFFER_BYTES', async (t) => {
+  const out: string[] = []
+  const b = new LineBatch({ write: (s: string) => { out.push(s) } })
+  // Lines of every UTF-8 width (1–4 bytes), a lone surrogate (written as U+FFFD, as Buffer does),
+  // and lines longer than the buffer (they bypass it, after what is batched).
+  const long = 'L'.repeat(3 * LOG_BUFFER_BYTES) + '\n'
+  const longWide = '€'.repeat(LOG_BUFFER_BYTES) + '\n'
+  const cases: Array<[string, string[]]> = [
+    ['ascii', Array.from({ length: 2000 }, (_, i) => `{"n":${i},"msg":"request"}\n`)],
+    ['two-byte', Array.from({ length: 2000 }, (_, i) => `{"n":${i},"subject":"Zoë Ångström"}\n`)],
+    ['three-byte', Array.from({ length: 2000 }, (_, i) => `{"n":${i},"subject":"雪€"}\n`)],
+    ['four-byte', Array.from({ length: 2000 }, (_, i) => `{"n":${i},"subject":"🦊𝄞"}\n`)],
+    ['long lines among short ones', ['a\n', long, 'b\n', longWide, 'c\n']],
+    ['lone surrogate', ['x\ud800y\n']]
+  ]
+  for (const [name, lines] of cases) {
+    out.length = 0
+    for (const l of lines) b.write(l)
+    b.drain()
+    const expected = name === 'lone surrogate' ? ['x\ufffdy\n'] : lines
+    t.equal(out.join(''), expected.join(''), `${name}: the same text, in order`)
+    const sizes = out.map((s) => Buffer.byteLength(s))
+    // Every batch but the last reached LOG_BUFFER_BYTES, unless a long line forced it out early.
+    const short = sizes.slice(0, -1).filter((n, i) => n < LOG_BUFFER_BYTES && out[i + 1] !== long && out[i + 1] !== longWide)
+    t.same(short, [], `${name}: no batch was written before it was full`)
+    t.ok(out.length <= Math.ceil(sizes.reduce((a, n) => a + n, 0) / LOG_BUFFER_BYTES) + 2, `${name}: ${out.length} writes for ${lines.length} lines`)
+  }
+  out.length = 0
+  b.drain()
+  t.same(out, [], 'an empty batch writes nothing')
 })
