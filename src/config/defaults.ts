@@ -112,7 +112,7 @@ export const DEFAULT_INTROSPECTION_NEGATIVE_CACHE_TTL_SECONDS = 10
 export const DEFAULT_INTROSPECTION_TIMEOUT_SECONDS = 5
 
 /**
- * stdout log lines are handed to the writer in batches of this many characters
+ * stdout log lines are handed to the writer in batches of this many bytes
  * (or every LOG_FLUSH_INTERVAL_MS): one write per line cost ~10 % CPU per request.
  * Each batch is one asynchronous write on libuv's thread pool, and that round trip
  * measured ~30 µs of process CPU here whatever the size, so 64 KiB batches (one write
