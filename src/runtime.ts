@@ -24,7 +24,7 @@ interface Generation {
   readonly config: GatewayConfig
   readonly gateway: Gateway
   readonly handler: (req: IncomingMessage, res: ServerResponse) => void
-  readonly inflight: Set<ServerResponse>
+  readonly inflight: OpenResponses
   /** Set when retired: called when the last in-flight response closes. */
   drained: (() => void) | undefined
   /** Set when retired: cut what is still open now. */
@@ -55,9 +55,45 @@ export interface RuntimeOptions {
   loggers?: Loggers
 }
 
-/** The generation a response started on, read by {@link responseClosed}. */
+/** The generation a response started on, and its slot there, read by {@link responseClosed}. */
 const kGeneration = Symbol('generation')
-type TrackedResponse = ServerResponse & { [kGeneration]?: Generation }
+const kSlot = Symbol('slot')
+type TrackedResponse = ServerResponse & { [kGeneration]?: Generation, [kSlot]?: number }
+
+/**
+ * The responses a generation still owes, in reused array slots. Not a Set: a Set
+ * with one add and one delete per request replaces its hash table every few
+ * requests, and a replaced table that had been promoted to old space still held
+ * the responses it listed (and a link to its successor), so they survived
+ * scavenges too. Once that started, ~2 MB survived every scavenge and old-space
+ * collections came several times a second (BENCHMARKS.md). Here a closed
+ * response's slot is cleared, and the array only grows to the peak count.
+ */
+class OpenResponses {
+  readonly #slots: Array<TrackedResponse | undefined> = []
+  readonly #free: number[] = []
+  size = 0
+
+  add (res: TrackedResponse): void {
+    const i = this.#free.length > 0 ? this.#free.pop()! : this.#slots.length
+    this.#slots[i] = res
+    res[kSlot] = i
+    this.size++
+  }
+
+  delete (res: TrackedResponse): void {
+    const i = res[kSlot]!
+    if (this.#slots[i] !== res) return
+    this.#slots[i] = undefined
+    this.#free.push(i)
+    this.size--
+  }
+
+  /** The responses still open (a copy: destroying one closes it, which deletes it). */
+  list (): TrackedResponse[] {
+    return this.#slots.filter((r): r is TrackedResponse => r !== undefined)
+  }
+}
 
 /**
  * One 'close' listener shared by every response (EventEmitter calls it with the
@@ -108,7 +144,7 @@ export function createRuntime (initial: GatewayConfig, opts: RuntimeOptions): Ru
   const build = (cfg: GatewayConfig, binder: SessionBinder | undefined): Generation => {
     if (cfg.metrics.enabled) metrics ??= createMetrics()
     const gateway = createGateway(cfg, { loggers, external: true, sessions: binder, metrics, audit })
-    return { config: cfg, gateway, handler: gateway.handler!, inflight: new Set(), drained: undefined, cut: undefined }
+    return { config: cfg, gateway, handler: gateway.handler!, inflight: new OpenResponses(), drained: undefined, cut: undefined }
   }
   let current = build(config, sessions)
   // metrics.listen cannot change on reload (restartOnly), so the listener lives as long as the process.
@@ -140,7 +176,7 @@ export function createRuntime (initial: GatewayConfig, opts: RuntimeOptions): Ru
           gen.drained = resolve
           gen.cut = () => {
             if (gen.inflight.size > 0) logger.warn({ open: gen.inflight.size }, 'drain timeout: cutting open requests and streams')
-            for (const res of gen.inflight) res.destroy()
+            for (const res of gen.inflight.list()) res.destroy()
             resolve()
           }
           const timer = setTimeout(gen.cut, timeoutMs)
