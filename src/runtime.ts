@@ -61,13 +61,13 @@ const kSlot = Symbol('slot')
 type TrackedResponse = ServerResponse & { [kGeneration]?: Generation, [kSlot]?: number }
 
 /**
- * The responses a generation still owes, in reused array slots. Not a Set: a Set
- * with one add and one delete per request replaces its hash table every few
- * requests, and a replaced table that had been promoted to old space still held
- * the responses it listed (and a link to its successor), so they survived
- * scavenges too. Once that started, ~2 MB survived every scavenge and old-space
- * collections came several times a second (BENCHMARKS.md). Here a closed
- * response's slot is cleared, and the array only grows to the peak count.
+ * The responses a generation still owes, in reused array slots. Not a Set: with
+ * the Set (one add and one delete per request), ~2 MB survived every scavenge
+ * once the process had been idle, and old-space collections came several times
+ * a second (BENCHMARKS.md). Our reading: the Set replaces its hash table every few
+ * requests, and a replaced table that had been promoted still held the responses
+ * it listed, and a link to its successor. Here a closed response's slot is
+ * cleared, and the array only grows to the peak count.
  */
 class OpenResponses {
   readonly #slots: Array<TrackedResponse | undefined> = []
