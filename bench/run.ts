@@ -36,6 +36,8 @@ const HELP = `Usage: tsx bench/run.ts [options]
   --out-dir <dir>         where results go (default bench/results)
   --name <name>           file base name (default latest; smoke: smoke)
   --keep-tmp              keep the temp dir with generated configs and logs
+  --trace-gc              run the Node systems with --trace-gc and report their garbage
+                          collections per measured window (young, old-space, pause ms)
   -h, --help
 `
 
@@ -61,6 +63,7 @@ function parse (argv: string[]): BenchOptions & { outDir: string, name: string }
       'out-dir': { type: 'string' },
       name: { type: 'string' },
       'keep-tmp': { type: 'boolean' },
+      'trace-gc': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' }
     },
     strict: true,
@@ -111,6 +114,7 @@ function parse (argv: string[]): BenchOptions & { outDir: string, name: string }
     loadgen: loadgen as BenchOptions['loadgen'],
     install: v['no-install'] !== true,
     keepTmp: v['keep-tmp'] === true,
+    traceGc: v['trace-gc'] === true,
     root: ROOT,
     outDir: resolve(v['out-dir'] ?? join(ROOT, 'bench/results')),
     name: v.name ?? (smoke ? 'smoke' : 'latest')

@@ -13,6 +13,7 @@ import { coldStart, rotation, type ColdGateway, type ColdStartResult, type Rotat
 import { timedRequest } from './http.js'
 import { runLoad, type LoadGen, type LoadResult, type LoadSpec } from './load.js'
 import { clockTicks, cpuSecondsBetween, onExit, rssBytes, sampleCpu, sh, stopAll, stopChild, type Child } from './procs.js'
+import { countGc, readGcTrace, type GcCounts, type GcEvent } from './gc.js'
 import { spread, type Spread } from './stats.js'
 import { idleStreams, sseDelays, startTickServer, summarizeDelays, type DelaySample, type IdleStreamsResult } from './streaming.js'
 import { startBareUpstream, startExpressBaseline, startFastifyHttpProxy, startGateway, startNodeAnswer, startNodeUndici, startHaproxy, startNginx, startSdkUpstream, type GatewayEntry, type GatewayRoute, type NodeRuntime, type Started } from './systems.js'
@@ -50,6 +51,8 @@ export interface BenchOptions {
   /** Let the harness apt-get install missing tools when root. */
   install: boolean
   keepTmp: boolean
+  /** Run the Node systems with `--trace-gc` and count their collections per measured window (gc.ts). */
+  traceGc: boolean
   root: string
 }
 
@@ -83,6 +86,8 @@ export interface RunRecord extends LoadResult {
   loadgenCpuPct: number
   rssMB?: number
   errorsTotal: number
+  /** Collections of the measured process in this window (`--trace-gc` runs only). */
+  gc?: GcCounts
 }
 
 export interface SystemRecord {
@@ -105,6 +110,10 @@ export interface SystemSummary {
   cpuPct?: Spread
   upstreamCpuUsPerReq?: Spread
   loadgenCpuPct?: Spread
+  /** Per window, `--trace-gc` runs only: young-generation and old-space collections, and their summed pause (ms). */
+  gcYoung?: Spread
+  gcOld?: Spread
+  gcPauseMs?: Spread
   errorsTotal: number
   requestsTotal: number
 }
@@ -137,10 +146,20 @@ export interface BenchResults {
   summary: Record<string, SystemSummary>
   ratios: RatioRecord[]
   streaming: {
-    delay?: { intervalMs: number, skipped: number, post?: { direct: DelaySample, gateway: DelaySample, addedP50Us: number, addedP99Us: number }, get?: { direct: DelaySample, gateway: DelaySample, addedP50Us: number, addedP99Us: number }, error?: string }
+    delay?: { intervalMs: number, skipped: number, post?: DelayPair, get?: DelayPair, error?: string }
     idle: IdleStreamsResult[]
   }
   cold?: { start?: ColdStartResult, rotation?: RotationResult, error?: string }
+}
+
+/** One SSE stream read directly and through the gateway in the same window. */
+export interface DelayPair {
+  direct: DelaySample
+  gateway: DelaySample
+  addedP50Us: number
+  addedP99Us: number
+  /** The gateway's collections during the stream (`--trace-gc` runs only). */
+  gatewayGc?: GcCounts
 }
 
 type Log = (line: string) => void
@@ -181,7 +200,12 @@ export async function runBench (opts: BenchOptions, log: Log): Promise<BenchResu
   // Also on SIGINT/SIGTERM, which end the process without reaching the finally below.
   const forgetTmp = opts.keepTmp ? () => {} : onExit(() => { rmSync(dir, { recursive: true, force: true }) })
   const notes: string[] = []
-  const rt: NodeRuntime = { node: opts.node, root: opts.root }
+  const rt: NodeRuntime = { node: opts.node, root: opts.root, traceGc: opts.traceGc }
+  // Windows whose collections are counted once the traces are read (after every process stopped).
+  const gcWindows: Array<{ child: Child, fromMs: number, toMs: number, set: (c: GcCounts) => void }> = []
+  const watchGc = (child: Child, fromMs: number, toMs: number, set: (c: GcCounts) => void): void => {
+    if (child.gcTraced) gcWindows.push({ child, fromMs: fromMs - child.spawnedAt, toMs: toMs - child.spawnedAt, set })
+  }
   const want = new Set(opts.systems)
   const has = (id: SystemId): boolean => want.has(id)
 
@@ -418,16 +442,18 @@ export async function runBench (opts: BenchOptions, log: Log): Promise<BenchResu
       let u0 = sampleCpu([])
       let c1 = c0
       let u1 = u0
+      let w0 = 0
+      let w1 = 0
       const roots = [t.measured.pid]
       const up = t.upstream !== undefined ? [t.upstream.pid] : []
       const r = await runLoad(gen, t.spec, { durationS, connections: opts.connections, threads: opts.threads }, dir, `${t.id}-r${round}${tag}`, {
-        before: () => { c0 = sampleCpu(roots); u0 = sampleCpu(up) },
-        after: () => { c1 = sampleCpu(roots); u1 = sampleCpu(up) }
+        before: () => { c0 = sampleCpu(roots); u0 = sampleCpu(up); w0 = performance.now() },
+        after: () => { c1 = sampleCpu(roots); u1 = sampleCpu(up); w1 = performance.now() }
       }, clockTicks())
       const cpuS = cpuSecondsBetween(c0, c1)
       const upS = cpuSecondsBetween(u0, u1)
       const rss = rssBytes(t.measured.pid)
-      return {
+      const rec: RunRecord = {
         ...r,
         system: t.id,
         round,
@@ -439,6 +465,8 @@ export async function runBench (opts: BenchOptions, log: Log): Promise<BenchResu
         ...(rss !== undefined ? { rssMB: rss / 1024 / 1024 } : {}),
         errorsTotal: r.httpErrors + r.socketErrors
       }
+      watchGc(t.measured, w0, w1, (c) => { rec.gc = c })
+      return rec
     }
 
     // ---- warm-up, then interleaved rounds
@@ -488,10 +516,13 @@ export async function runBench (opts: BenchOptions, log: Log): Promise<BenchResu
           const o = { method, headers: method === 'POST' ? headers(token) : { Accept: 'text/event-stream', Authorization: `Bearer ${token}`, 'MCP-Protocol-Version': MCP_PROTOCOL_VERSION }, ...(method === 'POST' ? { body: REQUEST_BODY } : {}), n: opts.sseEvents, intervalMs: opts.sseIntervalMs, skip }
           // Both streams run in the same window, so a stall of the machine or of this process shows in
           // both and cancels in the difference; one after the other, they saw different noise.
+          const w0 = performance.now()
           const [directD, viaD] = await Promise.all([sseDelays(`${tick.origin}/ticks`, o), sseDelays(`${gw.origin}/ticks`, o)])
           const direct = summarizeDelays(directD)
           const via = summarizeDelays(viaD)
-          d[method === 'POST' ? 'post' : 'get'] = { direct, gateway: via, addedP50Us: via.p50Us - direct.p50Us, addedP99Us: via.p99Us - direct.p99Us }
+          const pair: DelayPair = { direct, gateway: via, addedP50Us: via.p50Us - direct.p50Us, addedP99Us: via.p99Us - direct.p99Us }
+          watchGc(gw.child, w0, performance.now(), (c) => { pair.gatewayGc = c })
+          d[method === 'POST' ? 'post' : 'get'] = pair
         }
       } catch (err) {
         d.error = (err as Error).message
@@ -523,6 +554,18 @@ export async function runBench (opts: BenchOptions, log: Log): Promise<BenchResu
   } finally {
     log('stopping every process')
     await stopAll(3000)
+    if (gcWindows.length > 0) {
+      try {
+        const traces = new Map<Child, GcEvent[]>()
+        for (const w of gcWindows) {
+          let ev = traces.get(w.child)
+          if (ev === undefined) traces.set(w.child, ev = await readGcTrace(w.child.logPath!))
+          w.set(countGc(ev, w.fromMs, w.toMs))
+        }
+      } catch (err) {
+        results.meta.notes.push(`--trace-gc: the traces could not be read: ${(err as Error).message}`)
+      }
+    }
     await tick.close()
     await jwks.close()
     await opaqueAs?.close()
@@ -548,6 +591,9 @@ export async function runBench (opts: BenchOptions, log: Log): Promise<BenchResu
     set('cpuPct', sp((r) => r.cpuPct))
     set('upstreamCpuUsPerReq', sp((r) => r.upstreamCpuUsPerReq))
     set('loadgenCpuPct', sp((r) => r.loadgenCpuPct))
+    set('gcYoung', sp((r) => r.gc?.young))
+    set('gcOld', sp((r) => r.gc?.old))
+    set('gcPauseMs', sp((r) => r.gc?.pauseMs))
     results.summary[s.id] = sum
   }
   const ratio = (name: string, num: SystemId, den: SystemId, metric: 'cpuUsPerReq' | 'rps'): void => {

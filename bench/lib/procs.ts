@@ -30,6 +30,10 @@ export interface Child {
   hasExited: () => boolean
   /** Last lines of the child's log, for error messages. */
   logTail: (lines?: number) => string
+  /** performance.now() of the harness right before the spawn (maps a traced child's GC clock). */
+  readonly spawnedAt: number
+  /** Started with `--trace-gc`, its stdout line-buffered into logPath (see gc.ts). */
+  readonly gcTraced: boolean
 }
 
 export interface SpawnOptions {
@@ -41,6 +45,11 @@ export interface SpawnOptions {
   raiseNofile?: boolean
   /** Pipe stdout to the harness instead of the log file (stderr still goes to the log). */
   pipeStdout?: boolean
+  /**
+   * A Node command: add `--trace-gc` and line-buffer its stdout (`stdbuf -oL`), so
+   * V8's trace lines reach logPath whole, not cut into the process's own writes.
+   */
+  traceGc?: boolean
 }
 
 const live = new Map<number, Child>()
@@ -102,13 +111,20 @@ function installHooks (): void {
 
 export function spawnChild (name: string, cmd: string, args: string[], opts: SpawnOptions = {}): Child {
   installHooks()
+  const traced = opts.traceGc === true && opts.logPath !== undefined && opts.pipeStdout !== true
   let file = cmd
   let argv = args
+  if (traced) {
+    // stdbuf execs the command: the pid stays that of the measured process.
+    file = 'stdbuf'
+    argv = ['-oL', cmd, '--trace-gc', ...args]
+  }
   if (opts.raiseNofile === true) {
     // exec keeps the pid: the measured process is the command itself, not bash.
+    argv = ['-c', `ulimit -n ${WANTED_NOFILE} 2>/dev/null || ulimit -n "$(ulimit -Hn)"; exec "$@"`, 'bash', file, ...argv]
     file = 'bash'
-    argv = ['-c', `ulimit -n ${WANTED_NOFILE} 2>/dev/null || ulimit -n "$(ulimit -Hn)"; exec "$@"`, 'bash', cmd, ...args]
   }
+  const spawnedAt = performance.now()
   const logFd = opts.logPath !== undefined ? openSync(opts.logPath, 'a') : undefined
   const out = opts.pipeStdout === true ? 'pipe' : (logFd ?? 'ignore')
   const proc = spawn(file, argv, {
@@ -131,6 +147,8 @@ export function spawnChild (name: string, cmd: string, args: string[], opts: Spa
     proc,
     exited,
     logPath: opts.logPath,
+    spawnedAt,
+    gcTraced: traced,
     hasExited: () => done,
     logTail: (lines = 20) => {
       if (opts.logPath === undefined) return ''

@@ -60,6 +60,19 @@ export function markdown (r: BenchResults): string {
     out.push('')
   }
 
+  const traced = r.systems.filter((s) => r.summary[s.id]?.gcYoung !== undefined)
+  if (traced.length > 0) {
+    out.push(`## Garbage collections per measured window (\`--trace-gc\`, median of ${n} [min–max])`, '')
+    out.push(`Counted from each Node process's V8 trace over the ${o.durationS} s window. "Old space" is a full mark-compact; a system whose windows show several of them per second is in the promotion state described in BENCHMARKS.md, and its CPU figure with it. Several systems share the gateway's process.`, '')
+    out.push('| system | young-generation collections | old-space collections | pause ms (sum) |')
+    out.push('|---|---|---|---|')
+    for (const s of traced) {
+      const x = r.summary[s.id]!
+      out.push(`| ${name(s)} | ${sp(x.gcYoung, 0)} | **${sp(x.gcOld, 0)}** | ${sp(x.gcPauseMs, 1)} |`)
+    }
+    out.push('')
+  }
+
   if (real.length > 0) {
     out.push('## Real upstream: an MCP SDK server (stateless Streamable HTTP, JSON responses) doing `tools/call`', '')
     out.push('| system | req/s | p50 ms | p99 ms | errors | CPU µs/request | upstream CPU µs/request |')
@@ -90,6 +103,8 @@ export function markdown (r: BenchResults): string {
       out.push(`| ${label} | ${x.gateway.events} | ${f(x.direct.p50Us, 0)} / ${f(x.direct.p99Us, 0)} | ${f(x.gateway.p50Us, 0)} / ${f(x.gateway.p99Us, 0)} | **${f(x.addedP50Us, 0)}** | **${f(x.addedP99Us, 0)}** |`)
     }
     out.push('')
+    const gcs = ([['POST', d.post], ['GET', d.get]] as const).filter(([, x]) => x?.gatewayGc !== undefined)
+    if (gcs.length > 0) out.push(`The gateway's collections during each stream (\`--trace-gc\`): ${gcs.map(([k, x]) => `${k} ${x!.gatewayGc!.young} young, ${x!.gatewayGc!.old} old-space, ${f(x!.gatewayGc!.pauseMs, 1)} ms paused`).join('; ')}.`, '')
   }
   if (r.streaming.idle.length > 0) {
     out.push('### Idle SSE streams held open through the gateway', '')

@@ -16,6 +16,8 @@ export interface NodeRuntime {
   node: string
   /** Repo root (cwd of Node children, so `--import tsx` resolves). */
   root: string
+  /** Run the Node systems with `--trace-gc` (collections per window in the results; gc.ts). */
+  traceGc?: boolean
 }
 
 export interface Started {
@@ -34,7 +36,8 @@ async function startNodeScript (rt: NodeRuntime, name: string, script: string, e
     cwd: rt.root,
     env: { ...process.env, NODE_OPTIONS: '', ...env, PORT: String(port) },
     logPath: join(dir, `${name}.log`),
-    raiseNofile: true
+    raiseNofile: true,
+    traceGc: rt.traceGc === true
   })
   const origin = `http://127.0.0.1:${port}`
   if (ready !== undefined) await waitUntil(name, async () => await ready(origin), 30_000, child)
@@ -141,7 +144,8 @@ export async function startGateway (rt: NodeRuntime, dir: string, o: {
     cwd: rt.root,
     env: { ...process.env, ...(o.env ?? {}), NODE_OPTIONS: '' },
     logPath: join(dir, `${o.name}.log`),
-    raiseNofile: true
+    raiseNofile: true,
+    traceGc: rt.traceGc === true
   })
   await waitUntil(`${o.name} /readyz`, async () => (await fetch(`${origin}/readyz`)).status === 200, 30_000, child)
   return { child, port, origin, configPath }

@@ -3,7 +3,8 @@
  * system, only the upstream directly and the gateway), run as a child process
  * exactly as a user runs it, so the harness never rots. Needs wrk (the harness
  * installs it with apt-get when it runs as root, else falls back to autocannon);
- * never nginx or HAProxy.
+ * never nginx or HAProxy. With `--trace-gc`, so the garbage-collection counts
+ * per window are exercised on each supported Node version's real V8 trace.
  */
 import { spawn } from 'node:child_process'
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
@@ -19,7 +20,7 @@ t.teardown(() => { rmSync(out, { recursive: true, force: true }) })
 interface Run { code: number | null, signal: NodeJS.Signals | null, stdout: string, stderr: string }
 
 const run = await new Promise<Run>((resolve) => {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'bench/run.ts'), '--smoke', '--out-dir', out], {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'bench/run.ts'), '--smoke', '--trace-gc', '--out-dir', out], {
     cwd: ROOT,
     env: { ...process.env, NODE_OPTIONS: '' },
     stdio: ['ignore', 'pipe', 'pipe']
@@ -72,6 +73,18 @@ t.test('both systems ran and produced real figures', async (t) => {
   t.equal(gw.errorsTotal, 0, 'no errors through the gateway: a valid token gets 200s')
   t.ok(gw.upstreamCpuUsPerReq !== undefined && gw.upstreamCpuUsPerReq > 0, 'the upstream behind the gateway was measured too')
   t.ok(r.summary.gateway?.cpuUsPerReq?.median !== undefined && r.summary.gateway.cpuUsPerReq.median > 0, 'the summary has the gateway\'s CPU per request')
+})
+
+t.test('--trace-gc: collections counted in each measured window of both Node systems', async (t) => {
+  const r = JSON.parse(readFileSync(files.json, 'utf8')) as BenchResults
+  t.equal(r.meta.options.traceGc, true, 'recorded in the options')
+  for (const id of ['direct', 'gateway'] as const) {
+    const gc = r.runs.find((x) => x.system === id)?.gc
+    // 2 s of thousands of requests per second allocate far more than a young generation holds.
+    t.ok(gc !== undefined && gc.young > 0 && gc.old >= 0 && gc.pauseMs > 0, `${id}: young collections counted in its window (${JSON.stringify(gc)})`)
+  }
+  t.ok(r.streaming.delay?.post?.gatewayGc !== undefined, 'the gateway\'s collections during the SSE stream are counted')
+  t.match(readFileSync(files.md, 'utf8'), /## Garbage collections per measured window/, 'the markdown has the GC table')
 })
 
 t.test('streaming and cold-token figures', async (t) => {
