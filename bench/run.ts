@@ -31,6 +31,7 @@ const HELP = `Usage: tsx bench/run.ts [options]
   --gateway-log-level <l> the gateway's logLevel (default info, the product default)
   --idle-streams <list>   N values for the idle SSE streams figure (default 1000,5000,10000)
   --sse-events <n>        events per SSE delay measurement (default 500)
+  --sse-repeats <n>       SSE delay measurements per method, POST and GET in turn (default 3; smoke 1)
   --loadgen <g>           auto (wrk, else autocannon) | wrk | autocannon
   --no-install            never apt-get install missing tools
   --out-dir <dir>         where results go (default bench/results)
@@ -58,6 +59,7 @@ function parse (argv: string[]): BenchOptions & { outDir: string, name: string }
       'gateway-log-level': { type: 'string' },
       'idle-streams': { type: 'string' },
       'sse-events': { type: 'string' },
+      'sse-repeats': { type: 'string' },
       loadgen: { type: 'string' },
       'no-install': { type: 'boolean' },
       'out-dir': { type: 'string' },
@@ -108,6 +110,8 @@ function parse (argv: string[]): BenchOptions & { outDir: string, name: string }
     idleReleaseS: smoke ? 2 : 10,
     sseEvents: num(v['sse-events'], smoke ? 50 : 500, 'sse-events', 10),
     sseIntervalMs: 10,
+    sseWarmupEvents: smoke ? 20 : 300,
+    sseRepeats: num(v['sse-repeats'], smoke ? 1 : 3, 'sse-repeats'),
     coldSequential: smoke ? 10 : 50,
     coldConcurrent: smoke ? 20 : 100,
     rotationMaxWaitMs: smoke ? 0 : 40_000,

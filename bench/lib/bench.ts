@@ -12,7 +12,7 @@ import { CATALOGUE, CPU_RATIOS, type SystemId } from './catalogue.js'
 import { coldStart, rotation, type ColdGateway, type ColdStartResult, type RotationResult } from './cold.js'
 import { timedRequest } from './http.js'
 import { runLoad, type LoadGen, type LoadResult, type LoadSpec } from './load.js'
-import { clockTicks, cpuSecondsBetween, onExit, rssBytes, sampleCpu, sh, stopAll, stopChild, type Child } from './procs.js'
+import { clockTicks, cpuSecondsBetween, liveChildren, onExit, rssBytes, sampleCpu, sh, stopAll, stopChild, waitQuiet, type Child } from './procs.js'
 import { countGc, readGcTrace, type GcCounts, type GcEvent } from './gc.js'
 import { spread, type Spread } from './stats.js'
 import { idleStreams, sseDelays, startTickServer, summarizeDelays, type DelaySample, type IdleStreamsResult } from './streaming.js'
@@ -43,6 +43,10 @@ export interface BenchOptions {
   idleReleaseS: number
   sseEvents: number
   sseIntervalMs: number
+  /** Unmeasured events per method, direct and through the gateway, before the SSE delay streams (0: none). */
+  sseWarmupEvents: number
+  /** Measured streams per method (POST and GET alternate); the figure is their median. */
+  sseRepeats: number
   coldSequential: number
   coldConcurrent: number
   /** Longest wait for the JWKS cooldown before the key-rotation figures (else skipped). */
@@ -57,6 +61,12 @@ export interface BenchOptions {
 }
 
 export const MCP_PROTOCOL_VERSION = '2025-06-18'
+/** Before each SSE delay stream: wait until the harness's processes use less than this (% of one core)… */
+const QUIET_MAX_PCT = 5
+/** …for at most this long (ms). */
+const QUIET_MAX_WAIT_MS = 30_000
+/** Spacing of the unmeasured SSE warm-up events (ms). */
+const SSE_WARMUP_INTERVAL_MS = 5
 /** ~100-byte JSON-RPC tools/call. */
 /** The per-tool policy of system (f): the bench's tools/call of `echo` needs mcp:tools; other entries make the lookup realistic. */
 export const BENCH_POLICY = {
@@ -146,7 +156,7 @@ export interface BenchResults {
   summary: Record<string, SystemSummary>
   ratios: RatioRecord[]
   streaming: {
-    delay?: { intervalMs: number, skipped: number, post?: DelayPair, get?: DelayPair, error?: string }
+    delay?: { intervalMs: number, skipped: number, repeats: number, post?: DelaySeries, get?: DelaySeries, error?: string }
     idle: IdleStreamsResult[]
   }
   cold?: { start?: ColdStartResult, rotation?: RotationResult, error?: string }
@@ -160,6 +170,18 @@ export interface DelayPair {
   addedP99Us: number
   /** The gateway's collections during the stream (`--trace-gc` runs only). */
   gatewayGc?: GcCounts
+  /** Seconds waited beforehand for the other processes to go quiet, and whether they did. */
+  quietWaitS: number
+  quiet: boolean
+  /** CPU of every other process the harness started, during the stream, % of one core. */
+  othersCpuPct: number
+}
+
+/** The repeats of one kind of stream, and the spread of their added delays. */
+export interface DelaySeries {
+  runs: DelayPair[]
+  addedP50Us: Spread
+  addedP99Us: Spread
 }
 
 type Log = (line: string) => void
@@ -509,23 +531,58 @@ export async function runBench (opts: BenchOptions, log: Log): Promise<BenchResu
     // ---- streaming
     if (gw !== undefined && systems.get('gateway')?.status === 'ok' && targets.some((t) => t.id === 'gateway')) {
       const skip = Math.min(5, Math.floor(opts.sseEvents / 10))
-      const d: NonNullable<BenchResults['streaming']['delay']> = { intervalMs: opts.sseIntervalMs, skipped: skip }
+      const d: NonNullable<BenchResults['streaming']['delay']> = { intervalMs: opts.sseIntervalMs, skipped: skip, repeats: opts.sseRepeats }
+      const pairs: Record<'POST' | 'GET', DelayPair[]> = { POST: [], GET: [] }
       try {
-        for (const method of ['POST', 'GET'] as const) {
-          log(`SSE delay: ${opts.sseEvents} events ${opts.sseIntervalMs} ms apart, ${method}, direct and through the gateway at the same time`)
-          const o = { method, headers: method === 'POST' ? headers(token) : { Accept: 'text/event-stream', Authorization: `Bearer ${token}`, 'MCP-Protocol-Version': MCP_PROTOCOL_VERSION }, ...(method === 'POST' ? { body: REQUEST_BODY } : {}), n: opts.sseEvents, intervalMs: opts.sseIntervalMs, skip }
+        const streamOpts = (method: 'POST' | 'GET', n: number, intervalMs: number, skipN: number): Parameters<typeof sseDelays>[1] => ({
+          method,
+          headers: method === 'POST' ? headers(token) : { Accept: 'text/event-stream', Authorization: `Bearer ${token}`, 'MCP-Protocol-Version': MCP_PROTOCOL_VERSION },
+          ...(method === 'POST' ? { body: REQUEST_BODY } : {}),
+          n,
+          intervalMs,
+          skip: skipN
+        })
+        // Warm-up, unmeasured: the load rounds only ran the JSON path, and the first SSE stream through
+        // a process runs the per-event path cold (undici's chunked parsing, a write per event, the
+        // stream accounting). Without it the first stream measured, POST or GET, came out worse.
+        if (opts.sseWarmupEvents > 0) {
+          log(`SSE warm-up: ${opts.sseWarmupEvents} events ${SSE_WARMUP_INTERVAL_MS} ms apart, POST and GET, direct and through the gateway`)
+          for (const method of ['POST', 'GET'] as const) {
+            const w = streamOpts(method, opts.sseWarmupEvents, SSE_WARMUP_INTERVAL_MS, 0)
+            await Promise.all([sseDelays(`${tick.origin}/ticks`, w), sseDelays(`${gw.origin}/ticks`, w)])
+          }
+        }
+        // Repeated, POST and GET in turn: the p99 of ~500 events is the 5th-worst event, and on this
+        // kind of machine one stream in a few catches a multi-ms stall of the scheduler.
+        for (let i = 0; i < opts.sseRepeats * 2; i++) {
+          const method = i % 2 === 0 ? 'POST' : 'GET'
+          log(`SSE delay ${Math.floor(i / 2) + 1}/${opts.sseRepeats}: ${opts.sseEvents} events ${opts.sseIntervalMs} ms apart, ${method}, direct and through the gateway at the same time`)
+          const o = streamOpts(method, opts.sseEvents, opts.sseIntervalMs, skip)
           // Both streams run in the same window, so a stall of the machine or of this process shows in
           // both and cancels in the difference; one after the other, they saw different noise.
+          // And only once the processes that just ran have settled (heap shrinking, background
+          // compilation): the path through the gateway needs one more process woken per event
+          // than the direct one, so contention would count as added delay.
+          const others = liveChildren().filter((c) => c !== gw.child).map((c) => c.pid)
+          const q = await waitQuiet([...others, gw.child.pid], { maxPct: QUIET_MAX_PCT, stepMs: 1000, maxMs: QUIET_MAX_WAIT_MS })
+          log(`SSE delay: ${q.quiet ? 'quiet' : `still ${q.pct.toFixed(0)} % of a core busy`} after ${(q.waitedMs / 1000).toFixed(1)} s`)
           const w0 = performance.now()
+          const c0 = sampleCpu(others)
           const [directD, viaD] = await Promise.all([sseDelays(`${tick.origin}/ticks`, o), sseDelays(`${gw.origin}/ticks`, o)])
+          const othersCpuPct = cpuSecondsBetween(c0, sampleCpu(others)) * 1e5 / (performance.now() - w0)
           const direct = summarizeDelays(directD)
           const via = summarizeDelays(viaD)
-          const pair: DelayPair = { direct, gateway: via, addedP50Us: via.p50Us - direct.p50Us, addedP99Us: via.p99Us - direct.p99Us }
+          const pair: DelayPair = { direct, gateway: via, addedP50Us: via.p50Us - direct.p50Us, addedP99Us: via.p99Us - direct.p99Us, quietWaitS: q.waitedMs / 1000, quiet: q.quiet, othersCpuPct }
           watchGc(gw.child, w0, performance.now(), (c) => { pair.gatewayGc = c })
-          d[method === 'POST' ? 'post' : 'get'] = pair
+          pairs[method].push(pair)
         }
       } catch (err) {
         d.error = (err as Error).message
+      }
+      for (const [method, runs] of Object.entries(pairs)) {
+        const p50 = spread(runs.map((x) => x.addedP50Us))
+        const p99 = spread(runs.map((x) => x.addedP99Us))
+        if (p50 !== undefined && p99 !== undefined) d[method === 'POST' ? 'post' : 'get'] = { runs, addedP50Us: p50, addedP99Us: p99 }
       }
       results.streaming.delay = d
       results.streaming.idle = await idleStreams(rt, {

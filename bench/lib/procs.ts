@@ -281,6 +281,27 @@ export function cpuSecondsBetween (a: CpuSample, b: CpuSample): number {
   return ticks / clockTicks()
 }
 
+/**
+ * Waits until `roots` (with their process trees) together use less than
+ * `maxPct` % of one core over one `stepMs` sample, or `maxMs` passed. Node
+ * processes that just finished a load run keep working for seconds after it
+ * (V8 shrinks their heaps, optimises code on its threads); on two cores that
+ * work delays the next measurement's wake-ups.
+ */
+export async function waitQuiet (roots: readonly number[], o: { maxPct: number, stepMs: number, maxMs: number }): Promise<{ waitedMs: number, pct: number, quiet: boolean }> {
+  const t0 = performance.now()
+  let pct = Number.POSITIVE_INFINITY
+  while (true) {
+    const a = sampleCpu(roots)
+    const s0 = performance.now()
+    await sleep(o.stepMs)
+    pct = (cpuSecondsBetween(a, sampleCpu(roots)) * 1000 / (performance.now() - s0)) * 100
+    const waitedMs = performance.now() - t0
+    if (pct < o.maxPct) return { waitedMs, pct, quiet: true }
+    if (waitedMs >= o.maxMs) return { waitedMs, pct, quiet: false }
+  }
+}
+
 /** Resident set size in bytes (VmRSS), or undefined. */
 export function rssBytes (pid: number): number | undefined {
   try {

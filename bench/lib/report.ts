@@ -1,5 +1,5 @@
 /** The results as markdown tables and as an SVG bar chart (hand-written, no chart library). */
-import type { BenchResults, SystemRecord } from './bench.js'
+import type { BenchResults, DelayPair, SystemRecord } from './bench.js'
 import type { Spread } from './stats.js'
 
 const f = (x: number | undefined, digits = 1): string => x === undefined || !Number.isFinite(x) ? '–' : x.toFixed(digits)
@@ -94,17 +94,28 @@ export function markdown (r: BenchResults): string {
   const d = r.streaming.delay
   if (d === undefined) out.push('Added delay per SSE event: not measured (the gateway did not run).', '')
   else {
-    out.push(`### Added delay per SSE event (events ${d.intervalMs} ms apart, first ${d.skipped} dropped)`, '')
+    const warm = o.sseWarmupEvents ?? 0
+    out.push(`### Added delay per SSE event (events ${d.intervalMs} ms apart, first ${d.skipped} dropped${warm > 0 ? `; after ${warm} unmeasured warm-up events per method` : ''})`, '')
     if (d.error !== undefined) out.push(`Failed: ${d.error}`, '')
-    out.push('| stream | events | direct p50 / p99 µs | through the gateway p50 / p99 µs | added p50 µs | added p99 µs |')
-    out.push('|---|---|---|---|---|---|')
-    for (const [label, x] of [['POST, SSE response', d.post], ['GET stream', d.get]] as const) {
-      if (x === undefined) continue
-      out.push(`| ${label} | ${x.gateway.events} | ${f(x.direct.p50Us, 0)} / ${f(x.direct.p99Us, 0)} | ${f(x.gateway.p50Us, 0)} / ${f(x.gateway.p99Us, 0)} | **${f(x.addedP50Us, 0)}** | **${f(x.addedP99Us, 0)}** |`)
+    const series = ([['POST, SSE response', d.post], ['GET stream', d.get]] as const).filter(([, x]) => x !== undefined)
+    if (series.length > 0) {
+      const reps = d.repeats ?? 1
+      out.push(`Added delay = through the gateway − direct, at the same percentile. ${reps > 1 ? `Median of ${reps} streams per method [min–max]; POST and GET alternate. ` : ''}Before each stream the harness waits until its other processes use < 5 % of one core (at most 30 s).`, '')
+      out.push('| stream | added p50 µs | added p99 µs |')
+      out.push('|---|---|---|')
+      for (const [label, x] of series) out.push(`| ${label} | **${sp(x!.addedP50Us, 0)}** | **${sp(x!.addedP99Us, 0)}** |`)
+      out.push('')
+      const gc = (x: DelayPair): string => x.gatewayGc === undefined ? '' : ` | ${x.gatewayGc.young} / ${x.gatewayGc.old} / ${f(x.gatewayGc.pauseMs, 1)}`
+      const traced = series.some(([, x]) => x!.runs.some((p) => p.gatewayGc !== undefined))
+      out.push(`| stream | # | events | direct p50 / p99 µs | through the gateway p50 / p99 µs | added p50 / p99 µs | waited for quiet, s | other processes' CPU during it, % of a core${traced ? ' | gateway GC: young / old-space / pause ms' : ''} |`)
+      out.push(`|---|---|---|---|---|---|---|---|${traced ? '---|' : ''}`)
+      for (const [label, x] of series) {
+        x!.runs.forEach((p, i) => {
+          out.push(`| ${label} | ${i + 1} | ${p.gateway.events} | ${f(p.direct.p50Us, 0)} / ${f(p.direct.p99Us, 0)} | ${f(p.gateway.p50Us, 0)} / ${f(p.gateway.p99Us, 0)} | ${f(p.addedP50Us, 0)} / ${f(p.addedP99Us, 0)} | ${f(p.quietWaitS, 1)}${p.quiet ? '' : ' (gave up)'} | ${f(p.othersCpuPct, 1)}${gc(p)} |`)
+        })
+      }
+      out.push('')
     }
-    out.push('')
-    const gcs = ([['POST', d.post], ['GET', d.get]] as const).filter(([, x]) => x?.gatewayGc !== undefined)
-    if (gcs.length > 0) out.push(`The gateway's collections during each stream (\`--trace-gc\`): ${gcs.map(([k, x]) => `${k} ${x!.gatewayGc!.young} young, ${x!.gatewayGc!.old} old-space, ${f(x!.gatewayGc!.pauseMs, 1)} ms paused`).join('; ')}.`, '')
   }
   if (r.streaming.idle.length > 0) {
     out.push('### Idle SSE streams held open through the gateway', '')

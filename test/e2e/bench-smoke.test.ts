@@ -83,7 +83,7 @@ t.test('--trace-gc: collections counted in each measured window of both Node sys
     // 2 s of thousands of requests per second allocate far more than a young generation holds.
     t.ok(gc !== undefined && gc.young > 0 && gc.old >= 0 && gc.pauseMs > 0, `${id}: young collections counted in its window (${JSON.stringify(gc)})`)
   }
-  t.ok(r.streaming.delay?.post?.gatewayGc !== undefined, 'the gateway\'s collections during the SSE stream are counted')
+  t.ok(r.streaming.delay?.post?.runs[0]?.gatewayGc !== undefined, 'the gateway\'s collections during the SSE stream are counted')
   t.match(readFileSync(files.md, 'utf8'), /## Garbage collections per measured window/, 'the markdown has the GC table')
 })
 
@@ -91,8 +91,10 @@ t.test('streaming and cold-token figures', async (t) => {
   const r = JSON.parse(readFileSync(files.json, 'utf8')) as BenchResults
   const d = r.streaming.delay
   t.equal(d?.error, undefined, 'the SSE delay measurement did not fail')
-  t.ok(d?.post !== undefined && d.post.gateway.events > 0 && Number.isFinite(d.post.addedP50Us), 'SSE delay through the gateway measured (POST)')
-  t.ok(d?.get !== undefined && d.get.gateway.events > 0, 'SSE delay measured (GET)')
+  t.equal(d?.repeats, 1, 'smoke mode: one stream per method')
+  t.ok(d?.post !== undefined && d.post.runs.length === 1 && d.post.runs[0]!.gateway.events > 0 && Number.isFinite(d.post.addedP50Us.median), 'SSE delay through the gateway measured (POST)')
+  t.ok(d?.get !== undefined && d.get.runs.length === 1 && d.get.runs[0]!.gateway.events > 0 && Number.isFinite(d.get.addedP99Us.median), 'SSE delay measured (GET)')
+  t.ok(d!.post!.runs[0]!.quietWaitS >= 1, 'the harness sampled the other processes for at least one second before the stream')
   t.equal(r.streaming.idle.length, 1, 'one idle-stream measurement')
   t.equal(r.streaming.idle[0]?.n, 100, 'smoke mode: no more than 100 idle streams')
   t.equal(r.streaming.idle[0]?.established, 100, '100 idle streams established through the gateway')
