@@ -213,8 +213,10 @@ export async function idleStreams (rt: NodeRuntime, o: {
         idleCpuPct: (cpuS / heldS) * 100,
         holdS: heldS,
         releaseS: o.releaseS,
-        socketsAfterClose: after - baseSockets,
-        upstreamSocketsAfterClose: upAfter - upBase
+        // Above the count before the streams opened; keep-alive connections of the process's own
+        // (JWKS, the upstream pool) that closed meanwhile would make it negative.
+        socketsAfterClose: Math.max(0, after - baseSockets),
+        upstreamSocketsAfterClose: Math.max(0, upAfter - upBase)
       }
     } finally {
       if (!holderStopped) await stopChild(holder, 2000)
