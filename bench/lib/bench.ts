@@ -12,7 +12,7 @@ import { CATALOGUE, CPU_RATIOS, type SystemId } from './catalogue.js'
 import { coldStart, rotation, type ColdGateway, type ColdStartResult, type RotationResult } from './cold.js'
 import { timedRequest } from './http.js'
 import { runLoad, type LoadGen, type LoadResult, type LoadSpec } from './load.js'
-import { clockTicks, cpuSecondsBetween, liveChildren, onExit, rssBytes, sampleCpu, sh, stopAll, stopChild, waitQuiet, type Child } from './procs.js'
+import { clockTicks, cpuSecondsBetween, liveChildren, machineTicks, onExit, rssBytes, sampleCpu, sh, stealPctBetween, stopAll, stopChild, waitQuiet, type Child, type MachineTicks } from './procs.js'
 import { countGc, readGcTrace, type GcCounts, type GcEvent } from './gc.js'
 import { spread, type Spread } from './stats.js'
 import { idleStreams, sseDelays, startTickServer, summarizeDelays, type DelaySample, type IdleStreamsResult } from './streaming.js'
@@ -98,6 +98,8 @@ export interface RunRecord extends LoadResult {
   errorsTotal: number
   /** Collections of the measured process in this window (`--trace-gc` runs only). */
   gc?: GcCounts
+  /** % of the machine's CPU time stolen by the hypervisor during the window (`/proc/stat`), when readable. */
+  stealPct?: number
 }
 
 export interface SystemRecord {
@@ -466,15 +468,18 @@ export async function runBench (opts: BenchOptions, log: Log): Promise<BenchResu
       let u1 = u0
       let w0 = 0
       let w1 = 0
+      let m0: MachineTicks | undefined
+      let m1: MachineTicks | undefined
       const roots = [t.measured.pid]
       const up = t.upstream !== undefined ? [t.upstream.pid] : []
       const r = await runLoad(gen, t.spec, { durationS, connections: opts.connections, threads: opts.threads }, dir, `${t.id}-r${round}${tag}`, {
-        before: () => { c0 = sampleCpu(roots); u0 = sampleCpu(up); w0 = performance.now() },
-        after: () => { c1 = sampleCpu(roots); u1 = sampleCpu(up); w1 = performance.now() }
+        before: () => { c0 = sampleCpu(roots); u0 = sampleCpu(up); w0 = performance.now(); m0 = machineTicks() },
+        after: () => { c1 = sampleCpu(roots); u1 = sampleCpu(up); w1 = performance.now(); m1 = machineTicks() }
       }, clockTicks())
       const cpuS = cpuSecondsBetween(c0, c1)
       const upS = cpuSecondsBetween(u0, u1)
       const rss = rssBytes(t.measured.pid)
+      const steal = stealPctBetween(m0, m1)
       const rec: RunRecord = {
         ...r,
         system: t.id,
@@ -485,7 +490,8 @@ export async function runBench (opts: BenchOptions, log: Log): Promise<BenchResu
         ...(t.upstream !== undefined ? { upstreamCpuUsPerReq: r.requests > 0 ? (upS / r.requests) * 1e6 : Number.NaN, upstreamCpuPct: (upS / r.durationS) * 100 } : {}),
         loadgenCpuPct: (r.loadgenCpuS / r.durationS) * 100,
         ...(rss !== undefined ? { rssMB: rss / 1024 / 1024 } : {}),
-        errorsTotal: r.httpErrors + r.socketErrors
+        errorsTotal: r.httpErrors + r.socketErrors,
+        ...(steal !== undefined ? { stealPct: steal } : {})
       }
       watchGc(t.measured, w0, w1, (c) => { rec.gc = c })
       return rec

@@ -221,6 +221,29 @@ export function clockTicks (): number {
   return clkTck
 }
 
+/** The machine's CPU time so far (all CPUs, ticks): in total, and stolen by the hypervisor. */
+export interface MachineTicks { total: number, steal: number }
+
+/** `/proc/stat`'s aggregate line; undefined when it cannot be read. */
+export function machineTicks (): MachineTicks | undefined {
+  try {
+    const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!
+    // cpu user nice system idle iowait irq softirq steal [guest guest_nice]: guest time is
+    // already counted in user, so the total is the first eight.
+    const f = line.trim().split(/\s+/).slice(1, 9).map(Number)
+    if (f.length < 8 || f.some((x) => !Number.isFinite(x))) return undefined
+    return { total: f.reduce((a, b) => a + b, 0), steal: f[7]! }
+  } catch {
+    return undefined
+  }
+}
+
+/** % of the machine's CPU time the hypervisor gave to someone else between two readings. */
+export function stealPctBetween (a: MachineTicks | undefined, b: MachineTicks | undefined): number | undefined {
+  if (a === undefined || b === undefined || b.total <= a.total) return undefined
+  return ((b.steal - a.steal) / (b.total - a.total)) * 100
+}
+
 interface StatFields { ppid: number, utime: number, stime: number }
 
 /** Fields of /proc/<pid>/stat, parsed after the last ')' (the command name may hold spaces). */

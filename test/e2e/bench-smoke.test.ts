@@ -71,6 +71,7 @@ t.test('both systems ran and produced real figures', async (t) => {
   }
   const gw = r.runs.find((x) => x.system === 'gateway')!
   t.equal(gw.errorsTotal, 0, 'no errors through the gateway: a valid token gets 200s')
+  t.ok(gw.stealPct !== undefined && gw.stealPct >= 0 && gw.stealPct <= 100, `the machine's steal time over the window is recorded (${gw.stealPct?.toFixed(2) ?? 'none'} %)`)
   t.ok(gw.upstreamCpuUsPerReq !== undefined && gw.upstreamCpuUsPerReq > 0, 'the upstream behind the gateway was measured too')
   t.ok(r.summary.gateway?.cpuUsPerReq?.median !== undefined && r.summary.gateway.cpuUsPerReq.median > 0, 'the summary has the gateway\'s CPU per request')
 })
