@@ -12,7 +12,7 @@ import { CATALOGUE, CPU_RATIOS, type SystemId } from './catalogue.js'
 import { coldStart, rotation, type ColdGateway, type ColdStartResult, type RotationResult } from './cold.js'
 import { timedRequest } from './http.js'
 import { runLoad, type LoadGen, type LoadResult, type LoadSpec } from './load.js'
-import { clockTicks, cpuSecondsBetween, liveChildren, machineTicks, onExit, rssBytes, sampleCpu, sh, stealPctBetween, stopAll, stopChild, waitQuiet, type Child, type MachineTicks } from './procs.js'
+import { clockTicks, cpuSecondsBetween, liveChildren, machineTicks, onExit, pctOfCore, rssBytes, sampleCpu, sh, stealPctBetween, stopAll, stopChild, waitQuiet, type Child, type MachineTicks } from './procs.js'
 import { countGc, readGcTrace, type GcCounts, type GcEvent } from './gc.js'
 import { spread, type Spread } from './stats.js'
 import { idleStreams, sseDelays, startTickServer, summarizeDelays, type DelaySample, type IdleStreamsResult } from './streaming.js'
@@ -575,7 +575,7 @@ export async function runBench (opts: BenchOptions, log: Log): Promise<BenchResu
           const w0 = performance.now()
           const c0 = sampleCpu(others)
           const [directD, viaD] = await Promise.all([sseDelays(`${tick.origin}/ticks`, o), sseDelays(`${gw.origin}/ticks`, o)])
-          const othersCpuPct = cpuSecondsBetween(c0, sampleCpu(others)) * 1e5 / (performance.now() - w0)
+          const othersCpuPct = pctOfCore(cpuSecondsBetween(c0, sampleCpu(others)), performance.now() - w0)
           const direct = summarizeDelays(directD)
           const via = summarizeDelays(viaD)
           const pair: DelayPair = { direct, gateway: via, addedP50Us: via.p50Us - direct.p50Us, addedP99Us: via.p99Us - direct.p99Us, quietWaitS: q.waitedMs / 1000, quiet: q.quiet, othersCpuPct }

@@ -304,6 +304,11 @@ export function cpuSecondsBetween (a: CpuSample, b: CpuSample): number {
   return ticks / clockTicks()
 }
 
+/** CPU seconds used over `wallMs` milliseconds, as % of one core. */
+export function pctOfCore (cpuS: number, wallMs: number): number {
+  return (cpuS * 1000 / wallMs) * 100
+}
+
 /**
  * Waits until `roots` (with their process trees) together use less than
  * `maxPct` % of one core over one `stepMs` sample, or `maxMs` passed. Node
@@ -318,7 +323,7 @@ export async function waitQuiet (roots: readonly number[], o: { maxPct: number, 
     const a = sampleCpu(roots)
     const s0 = performance.now()
     await sleep(o.stepMs)
-    pct = (cpuSecondsBetween(a, sampleCpu(roots)) * 1000 / (performance.now() - s0)) * 100
+    pct = pctOfCore(cpuSecondsBetween(a, sampleCpu(roots)), performance.now() - s0)
     const waitedMs = performance.now() - t0
     if (pct < o.maxPct) return { waitedMs, pct, quiet: true }
     if (waitedMs >= o.maxMs) return { waitedMs, pct, quiet: false }

@@ -1,6 +1,6 @@
 /** The results as markdown tables and as an SVG bar chart (hand-written, no chart library). */
 import type { BenchResults, DelayPair, SystemRecord } from './bench.js'
-import type { Spread } from './stats.js'
+import { spread, type Spread } from './stats.js'
 
 const f = (x: number | undefined, digits = 1): string => x === undefined || !Number.isFinite(x) ? '–' : x.toFixed(digits)
 const int = (x: number | undefined): string => x === undefined || !Number.isFinite(x) ? '–' : Math.round(x).toLocaleString('en-US')
@@ -48,10 +48,7 @@ export function markdown (r: BenchResults): string {
   out.push('', '¹ No proxy: the figure is the upstream process\'s own CPU per request.')
   out.push('Errors are HTTP status ≥ 400 plus socket errors (connect, read, write, timeout) as the load generator counts them. A system near 100 % of one core is CPU-bound (Node processes can exceed 100 %: GC and libuv threads).', '')
 
-  const steal = Array.from({ length: n }, (_, i) => {
-    const v = r.runs.filter((x) => x.round === i + 1 && x.stealPct !== undefined).map((x) => x.stealPct!)
-    return v.length === 0 ? undefined : { median: [...v].sort((a, b) => a - b)[Math.floor((v.length - 1) / 2)]!, max: Math.max(...v) }
-  })
+  const steal = Array.from({ length: n }, (_, i) => spread(r.runs.filter((x) => x.round === i + 1 && x.stealPct !== undefined).map((x) => x.stealPct!)))
   if (steal.some((x) => x !== undefined)) {
     out.push(`Steal time (\`/proc/stat\`): the share of this machine's CPU time in which its CPUs were ready to run and the hypervisor did not run them (other guests, slow wake-ups); % of each round's windows, median [max]: ${steal.map((x, i) => `round ${i + 1} ${x === undefined ? '–' : `${f(x.median, 1)} [${f(x.max, 1)}]`}`).join(', ')}. A hint of how noisy the host was, not a correction: it is zero on bare metal.`, '')
   }
