@@ -114,10 +114,12 @@ export const DEFAULT_INTROSPECTION_TIMEOUT_SECONDS = 5
 /**
  * stdout log lines are handed to the writer in batches of this many bytes
  * (or every LOG_FLUSH_INTERVAL_MS): one write per line cost ~10 % CPU per request.
- * Each batch is one asynchronous write on libuv's thread pool, and that round trip
- * measured ~30 µs of process CPU here whatever the size, so 64 KiB batches (one write
- * per ~240 request lines) cost ~4 µs less per request than 4 KiB ones (BENCHMARKS.md).
- * A crash loses at most this much (and at most LOG_FLUSH_INTERVAL_MS of lines).
+ * Each batch is one synchronous write (~45 µs of CPU for 64 KiB to a file here; one
+ * per ~240 request lines). When the writes went through libuv's thread pool, that
+ * round trip cost ~30 µs whatever the size, so 64 KiB batches cost ~4 µs less per
+ * request than 4 KiB ones (BENCHMARKS.md). The same applies to stderr and file audit logs.
+ * process.exit() and uncaught exceptions write the batch out; a kill -9 (or an
+ * out-of-memory kill) loses at most this much, and at most LOG_FLUSH_INTERVAL_MS of lines.
  */
 export const LOG_BUFFER_BYTES = 65_536
 /** Longest a log line waits in the buffer. */

@@ -9,16 +9,18 @@
  *
  * The destination is opened once per process (runtime.ts), like the other
  * loggers: stdout shares the gateway's buffered log stream (one writer, no
- * interleaved partial lines); stderr and files get a pino destination of
- * their own. Audit lines are written at `info` whatever `logLevel` says.
+ * interleaved partial lines); stderr and files get a batched, synchronous
+ * writer of their own (logger.ts openBatchedStream): lines reach them within
+ * LOG_FLUSH_INTERVAL_MS, in order, and are written out when the process ends.
+ * Audit lines are written at `info` whatever `logLevel` says.
  */
 import { closeSync, openSync } from 'node:fs'
-import pino, { type DestinationStream, type Logger } from 'pino'
+import pino, { type Logger } from 'pino'
 import type { Principal } from '../auth/principal.js'
 import type { AuditDestination } from '../config/types.js'
 import { AUDIT_MAX_NAME_CHARS } from '../config/defaults.js'
 import { targetParamOf, type JsonRpcMessage } from '../mcp/jsonrpc.js'
-import { isoTimeCached, type Loggers } from './logger.js'
+import { isoTimeCached, openBatchedStream, type Loggers } from './logger.js'
 
 /** The audit file cannot be opened for appending: a startup error. */
 export class AuditOpenError extends Error {
@@ -60,36 +62,25 @@ export function openAuditLog (destination: AuditDestination, loggers: Pick<Logge
     logger.level = 'info'
     return { destination, logger, reopen: () => {}, flush: () => {}, close: () => {} }
   }
-  let stream: ReturnType<typeof pino.destination>
-  if (destination === 'stderr') {
-    stream = pino.destination({ dest: 2, sync: false })
-  } else {
+  if (typeof destination === 'object') {
     try {
       closeSync(openSync(destination.file, 'a'))
     } catch (err) {
       throw new AuditOpenError(destination.file, (err as NodeJS.ErrnoException).code ?? 'error')
     }
-    stream = pino.destination({ dest: destination.file, sync: false, mkdir: false, append: true })
   }
+  // Batched and synchronous like stdout (logger.ts openBatchedStream): in order, and written out on exit.
+  const out = openBatchedStream(destination === 'stderr' ? 2 : destination.file)
   // A failing write (disk full, file removed with its directory) is logged, never a crash.
-  stream.on('error', (err: NodeJS.ErrnoException) => { loggers.logger.error({ code: err.code }, 'audit log write failed') })
-  const logger = pino({ level: 'info', base: { service: 'mcp-auth-gateway', audit: true }, timestamp: isoTimeCached }, stream as DestinationStream)
-  const flush = (): void => {
-    try {
-      stream.flushSync()
-    } catch {
-      // Not open yet, or nothing buffered: the next write goes out anyway.
-    }
-  }
+  out.stream.on('error', (err: NodeJS.ErrnoException) => { loggers.logger.error({ code: err.code }, 'audit log write failed') })
+  const logger = pino({ level: 'info', base: { service: 'mcp-auth-gateway', audit: true }, timestamp: isoTimeCached }, out.batch)
   return {
     destination,
     logger,
-    reopen: () => { if (typeof destination === 'object') stream.reopen() },
-    flush,
-    close: () => {
-      flush()
-      stream.end()
-    }
+    reopen: () => { if (typeof destination === 'object') out.reopen() },
+    flush: out.flush,
+    // stderr stays open (other code writes to it); a file is closed.
+    close: () => { out.close(typeof destination === 'object') }
   }
 }
 

@@ -96,8 +96,8 @@ export interface Loggers {
 }
 
 /**
- * Lines of both loggers, in order, handed to stdout's sonic-boom in batches of
- * at least LOG_BUFFER_BYTES bytes. sonic-boom's own batching (`minLength`) runs
+ * Lines, in order, handed to a synchronous sonic-boom in batches of at least
+ * LOG_BUFFER_BYTES bytes. sonic-boom's own batching (`minLength`) runs
  * `Buffer.byteLength` on its whole pending buffer for every line it appends;
  * handing it one string per batch does that once per batch (BENCHMARKS.md).
  *
@@ -132,7 +132,7 @@ export class LineBatch implements DestinationStream {
     if (this.#bytes >= LOG_BUFFER_BYTES) this.drain()
   }
 
-  /** Hand what is batched to the destination (which writes it asynchronously). */
+  /** Hand what is batched to the destination. */
   drain (): void {
     if (this.#bytes === 0) return
     const n = this.#bytes
@@ -141,7 +141,7 @@ export class LineBatch implements DestinationStream {
   }
 }
 
-/** Batches of loggers not closed yet: drained when the process ends, before pino's own end of stdout. */
+/** Batches not closed yet: drained when the process ends. */
 const openBatches = new Set<LineBatch>()
 let exitHookInstalled = false
 
@@ -158,51 +158,78 @@ function drainOnExit (batch: LineBatch): void {
       }
     }
   }
-  // Prepended: pino's handlers (on-exit-leak-free) end the stream on 'beforeExit' (the event loop ran
-  // dry) and flush it on 'exit' (process.exit); ours must run first in both cases.
+  // 'beforeExit': the event loop ran dry; 'exit': process.exit() or an uncaught exception.
+  // Both run synchronously, and the writes below are synchronous, so nothing is left behind.
   process.prependListener('beforeExit', drainAll)
   process.prependListener('exit', drainAll)
 }
 
 /**
- * With no destination given, lines go to stdout through a {@link LineBatch}:
- * written when LOG_BUFFER_BYTES have accumulated, every LOG_FLUSH_INTERVAL_MS,
- * at shutdown and on process exit. One write per request line was ~10 % of
- * the gateway's CPU per request (BENCHMARKS.md).
+ * A file descriptor or file written in batches ({@link LineBatch}): when
+ * LOG_BUFFER_BYTES have accumulated, every LOG_FLUSH_INTERVAL_MS, on flush(),
+ * close() and when the process ends.
+ *
+ * The writes are synchronous. An asynchronous sonic-boom keeps one write in
+ * flight on libuv's thread pool, and process.exit() (or a flushSync during it)
+ * then wrote the later lines first, or lost the in-flight ones: out of order in
+ * 9 of 100 runs here (regression test in test/unit/logger.test.ts). A
+ * synchronous 64 KiB write also costs less CPU (~45 µs to a file, against ~90 µs
+ * through the thread pool) and blocks the event loop for as long, once per
+ * ~240 request lines. A log reader that stops reading holds the gateway up
+ * rather than growing its memory without bound (pino's own default for stdout).
  */
-export function createLoggers (level: string, destination?: DestinationStream): Loggers {
-  const buffered = destination === undefined ? pino.destination({ dest: 1, sync: false }) : undefined
-  const batch = buffered === undefined ? undefined : new LineBatch(buffered)
-  const dest = destination ?? batch!
-  const logger = pino(loggerOptions(level), dest)
-  const access = pino({ level, base: { service: SERVICE }, timestamp: isoTimeCached }, dest)
-  const requestLine = requestLineWriter(access, dest)
-  if (buffered === undefined || batch === undefined) return { logger, access, requestLine, flush: () => {}, close: () => {} }
+export interface BatchedStream {
+  /** Where loggers write. */
+  readonly batch: LineBatch
+  /** The underlying sonic-boom (for its 'error' events). */
+  readonly stream: ReturnType<typeof pino.destination>
+  /** Write out what is batched now. */
+  readonly flush: () => void
+  /** Write out what is batched, then reopen a file (after logrotate moved it). */
+  readonly reopen: () => void
+  /** Stop the periodic flush and write out what is batched; `end` also closes the file descriptor. */
+  readonly close: (end: boolean) => void
+}
+
+/** Open a batched, synchronous writer on `dest` (1 stdout, 2 stderr, or a file appended to). */
+export function openBatchedStream (dest: number | string): BatchedStream {
+  const stream = pino.destination({ dest, sync: true, mkdir: false, append: true })
+  const batch = new LineBatch(stream as DestinationStream)
   drainOnExit(batch)
-  const flush = (): void => {
-    batch.drain()
-    try {
-      buffered.flushSync()
-    } catch {
-      // Nothing buffered yet, or a write in progress: the next flush writes it.
-    }
-  }
-  const timer = setInterval(() => {
-    batch.drain()
-    buffered.flush()
-  }, LOG_FLUSH_INTERVAL_MS)
+  const flush = (): void => { batch.drain() }
+  const timer = setInterval(flush, LOG_FLUSH_INTERVAL_MS)
   timer.unref()
   return {
-    logger,
-    access,
-    requestLine,
+    batch,
+    stream,
     flush,
-    close: () => {
+    reopen: () => {
+      flush()
+      stream.reopen()
+    },
+    close: (end) => {
       clearInterval(timer)
       flush()
       openBatches.delete(batch)
+      if (end) stream.end()
     }
   }
+}
+
+/**
+ * With no destination given, lines go to stdout through {@link openBatchedStream}.
+ * One write per request line was ~10 % of the gateway's CPU per request
+ * (BENCHMARKS.md).
+ */
+export function createLoggers (level: string, destination?: DestinationStream): Loggers {
+  const out = destination === undefined ? openBatchedStream(1) : undefined
+  const dest = destination ?? out!.batch
+  const logger = pino(loggerOptions(level), dest)
+  const access = pino({ level, base: { service: SERVICE }, timestamp: isoTimeCached }, dest)
+  const requestLine = requestLineWriter(access, dest)
+  if (out === undefined) return { logger, access, requestLine, flush: () => {}, close: () => {} }
+  // stdout is not ended: other code (and the process) may still write to it.
+  return { logger, access, requestLine, flush: out.flush, close: () => { out.close(false) } }
 }
 
 /**

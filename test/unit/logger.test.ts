@@ -101,29 +101,92 @@ t.test('requestLine follows the access logger level, also when it changes (SIGHU
   l.close()
 })
 
+/**
+ * Run a script in a plain child Node (with tsx) and return its exit status and stdout. tap's
+ * NODE_OPTIONS (its process-info hooks) are left out: they add exit handlers of their own.
+ */
+async function runChild (script: string, env: NodeJS.ProcessEnv = {}): Promise<{ status: number | null, stdout: string }> {
+  const { spawn } = await import('node:child_process')
+  const plain = Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'NODE_OPTIONS' && !k.startsWith('_TAPJS') && !k.startsWith('TAP')))
+  return await new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'], timeout: 60_000, env: { ...plain, ...env } })
+    let stdout = ''
+    child.stdout.setEncoding('utf8').on('data', (s: string) => { stdout += s })
+    child.on('error', reject).on('close', (status) => { resolve({ status, stdout }) })
+  })
+}
+
+/** Order of the lines written by the child scripts below: the request number, or the marker's `after`. */
+function lineOrder (text: string): Array<{ msg: string, n: number }> {
+  return text.split('\n').filter((l) => l !== '').map((l) => {
+    const o = JSON.parse(l) as { msg: string, reqId?: string, after?: number }
+    return { msg: o.msg, n: o.msg === 'marker' ? o.after! : Number(o.reqId!.slice(4)) }
+  })
+}
+
+const loggerModule = new URL('../../src/observability/logger.ts', import.meta.url)
+const auditModule = new URL('../../src/observability/audit.ts', import.meta.url)
+
+/**
+ * Logs `lines` request lines (and a warning after every 100th) through stdout's loggers, and through
+ * an audit file too when one is given. `busyPool` first occupies libuv's thread pool (one thread,
+ * UV_THREADPOOL_SIZE=1) with a long pbkdf2, so any write or open queued there is still pending at exit.
+ */
+function loggingScript (lines: number, ending: string, auditFile?: string, busyPool = false): string {
+  return `
+    const { fileURLToPath } = await import('node:url')
+    const { createLoggers } = await import(fileURLToPath(${JSON.stringify(loggerModule.href)}))
+    const { openAuditLog } = await import(fileURLToPath(${JSON.stringify(auditModule.href)}))
+    const l = createLoggers('info')
+    const audit = ${auditFile === undefined ? 'undefined' : `openAuditLog({ file: ${JSON.stringify(auditFile)} }, l)`}
+    ${busyPool ? ";(await import('node:crypto')).pbkdf2('x', 'y', 2_000_000, 32, 'sha256', () => {})" : ''}
+    for (let i = 0; i < ${lines}; i++) {
+      l.requestLine({ reqId: 'req-' + i, route: '/mcp', method: 'POST', path: '/mcp', status: 200, subject: undefined, clientId: undefined, issuer: undefined, outcome: 'ok', durationMs: 1 })
+      audit?.logger.info({ reqId: 'req-' + i }, 'request')
+      if (i % 100 === 99) l.logger.warn({ after: i }, 'marker')
+    }
+    ${ending}
+  `
+}
+
 t.test('stdout lines are batched in order, and none is lost when the process exits without close()', async (t) => {
-  const { spawnSync } = await import('node:child_process')
-  const { fileURLToPath } = await import('node:url')
-  const logger = fileURLToPath(new URL('../../src/observability/logger.ts', import.meta.url))
   // Two loggers' lines interleaved (warn through `logger`, request lines through `requestLine`);
   // then either process.exit() (the exit hook drains the batch) or the event loop simply ends.
   for (const ending of ['process.exit(0)', 'undefined']) {
-    const script = `
-      const { createLoggers } = await import(${JSON.stringify(logger)})
-      const l = createLoggers('info')
-      for (let i = 0; i < 500; i++) {
-        l.requestLine({ reqId: 'req-' + i, route: '/mcp', method: 'POST', path: '/mcp', status: 200, subject: undefined, clientId: undefined, issuer: undefined, outcome: 'ok', durationMs: 1 })
-        if (i % 100 === 99) l.logger.warn({ after: i }, 'marker')
-      }
-      ${ending}
-    `
-    const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30_000 })
+    const r = await runChild(loggingScript(500, ending))
     t.equal(r.status, 0, `${ending}: exit 0`)
-    const lines = r.stdout.split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as { msg: string, reqId?: string, after?: number })
+    const lines = lineOrder(r.stdout)
     t.equal(lines.filter((l) => l.msg === 'request').length, 500, `${ending}: every request line was written`)
     t.equal(lines.filter((l) => l.msg === 'marker').length, 5, `${ending}: every warning was written`)
-    const order = lines.map((l) => l.msg === 'request' ? Number(l.reqId!.slice(4)) : l.after!)
+    const order = lines.map((l) => l.n)
     t.same(order, [...order].sort((a, b) => a - b), `${ending}: in the order they were logged`)
+  }
+})
+
+// Regression (CI at 5fb3ddb): stdout and audit files went through asynchronous sonic-booms. When
+// process.exit() came while a batch was being written on libuv's thread pool, the exit flush wrote
+// the later lines synchronously first (330…, then 0…329: 9 of 100 runs here with 500 lines), or the
+// batch was lost; an audit file whose asynchronous open had not completed lost every line (and the
+// exit handler threw "sonic boom is not ready yet"). A busy thread pool makes that certain: with
+// the asynchronous writers the busy case failed on stdout and on the audit file, every time.
+t.test('regression: process.exit() while the thread pool is busy loses no line and keeps the order (stdout and an audit file)', async (t) => {
+  const { mkdtempSync, readFileSync, rmSync } = await import('node:fs')
+  const { tmpdir } = await import('node:os')
+  const { join } = await import('node:path')
+  const dir = mkdtempSync(join(tmpdir(), 'gw-log-order-'))
+  t.teardown(() => { rmSync(dir, { recursive: true, force: true }) })
+  // One batch is LOG_BUFFER_BYTES of ~196-byte lines (~335): a full batch and a few more lines, then exit at once.
+  const lines = Math.ceil(LOG_BUFFER_BYTES / 196) + 5
+  const expected = Array.from({ length: lines }, (_, n) => n)
+  for (const busyPool of [true, false]) {
+    const file = join(dir, `audit-${String(busyPool)}.log`)
+    const r = await runChild(loggingScript(lines, 'process.exit(0)', file, busyPool), { UV_THREADPOOL_SIZE: '1' })
+    const name = busyPool ? 'thread pool busy' : 'thread pool idle'
+    t.equal(r.status, 0, `${name}: exit 0`)
+    const stdout = lineOrder(r.stdout).filter((l) => l.msg === 'request').map((l) => l.n)
+    t.same(stdout, expected, `${name}: every stdout request line, in order`)
+    t.equal(lineOrder(r.stdout).filter((l) => l.msg === 'marker').length, Math.floor(lines / 100), `${name}: every warning`)
+    t.same(lineOrder(readFileSync(file, 'utf8')).map((l) => l.n), expected, `${name}: every audit line, in order`)
   }
 })
 
