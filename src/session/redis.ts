@@ -10,11 +10,23 @@
  * reconnects forever with a capped backoff; the log says when Redis is lost
  * and when it is back, once per outage.
  */
+import { createRequire } from 'node:module'
 import { isIP } from 'node:net'
-import { Redis } from 'ioredis'
+import type { Redis } from 'ioredis'
 import type { Logger } from 'pino'
 import type { RedisConfig } from '../config/types.js'
 import { REDIS_RECONNECT_MAX_DELAY_MS } from '../config/defaults.js'
+
+/**
+ * ioredis is loaded when a gateway first needs it: imported at startup it added
+ * ~11 MB of RSS (5 MB of heap) to every gateway, with or without a `redis:`
+ * section (BENCHMARKS.md, idle streams). It is CommonJS, so require() loads it
+ * synchronously and createGateway stays synchronous.
+ */
+const requireModule = createRequire(import.meta.url)
+function redisClass (): typeof Redis {
+  return (requireModule('ioredis') as typeof import('ioredis')).Redis
+}
 
 /** Reconnect backoff step: attempt n waits n × this, up to REDIS_RECONNECT_MAX_DELAY_MS. */
 const RECONNECT_STEP_MS = 100
@@ -25,7 +37,8 @@ const RECONNECT_STEP_MS = 100
  * `config.keyPrefix` by ioredis itself.
  */
 export function createRedis (config: RedisConfig, logger: Logger): Redis {
-  const redis = new Redis({
+  const RedisClient = redisClass()
+  const redis = new RedisClient({
     host: config.host,
     port: config.port,
     db: config.db,
