@@ -105,7 +105,9 @@ t.test('compileGlob: linear time on hostile names (no backtracking blow-up)', as
   t.equal(match(name), false);
   t.equal(match(name + 'b'), true);
   const ms = performance.now() - start;
-  t.ok(ms < 200, `took ${ms.toFixed(1)} ms`);
+  // A backtracking matcher needs on the order of n^8 steps here (never finishes); a linear one a few
+  // ms. The bound is loose so a slow, shared CI machine cannot trip it.
+  t.ok(ms < 2000, `took ${ms.toFixed(1)} ms`);
 });
 
 t.test('required scopes: union of every matching entry, in a fixed order', async (t) => {
