@@ -39,6 +39,9 @@ const HELP = `Usage: tsx bench/run.ts [options]
   --keep-tmp              keep the temp dir with generated configs and logs
   --trace-gc              run the Node systems with --trace-gc and report their garbage
                           collections per measured window (young, old-space, pause ms)
+  --alternate             run every even round in reverse order (A B C, C B A, …), so no
+                          system always follows the same one (the gateway's three routes
+                          share a process: otherwise the plain route always comes first)
   -h, --help
 `
 
@@ -66,6 +69,7 @@ function parse (argv: string[]): BenchOptions & { outDir: string, name: string }
       name: { type: 'string' },
       'keep-tmp': { type: 'boolean' },
       'trace-gc': { type: 'boolean' },
+      alternate: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' }
     },
     strict: true,
@@ -119,6 +123,7 @@ function parse (argv: string[]): BenchOptions & { outDir: string, name: string }
     install: v['no-install'] !== true,
     keepTmp: v['keep-tmp'] === true,
     traceGc: v['trace-gc'] === true,
+    alternate: v.alternate === true,
     root: ROOT,
     outDir: resolve(v['out-dir'] ?? join(ROOT, 'bench/results')),
     name: v.name ?? (smoke ? 'smoke' : 'latest')

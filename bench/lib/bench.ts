@@ -14,7 +14,7 @@ import { timedRequest } from './http.js'
 import { runLoad, type LoadGen, type LoadResult, type LoadSpec } from './load.js'
 import { clockTicks, cpuSecondsBetween, liveChildren, machineTicks, onExit, pctOfCore, rssBytes, sampleCpu, sh, stealPctBetween, stopAll, stopChild, waitQuiet, type Child, type MachineTicks } from './procs.js'
 import { countGc, readGcTrace, type GcCounts, type GcEvent } from './gc.js'
-import { spread, type Spread } from './stats.js'
+import { roundOrder, spread, type Spread } from './stats.js'
 import { idleStreams, sseDelays, startTickServer, summarizeDelays, type DelaySample, type IdleStreamsResult } from './streaming.js'
 import { startBareUpstream, startExpressBaseline, startFastifyHttpProxy, startGateway, startNodeAnswer, startNodeUndici, startHaproxy, startNginx, startSdkUpstream, type GatewayEntry, type GatewayRoute, type NodeRuntime, type Started } from './systems.js'
 import { BENCH_SCOPE, makeKey, signToken, startJwksServer } from './tokens.js'
@@ -57,6 +57,8 @@ export interface BenchOptions {
   keepTmp: boolean
   /** Run the Node systems with `--trace-gc` and count their collections per measured window (gc.ts). */
   traceGc: boolean
+  /** Every even round runs the systems in reverse order (stats.ts roundOrder). */
+  alternate: boolean
   root: string
 }
 
@@ -520,7 +522,7 @@ export async function runBench (opts: BenchOptions, log: Log): Promise<BenchResu
       }
     }
     for (let round = 1; round <= opts.rounds; round++) {
-      for (const t of [...targets]) {
+      for (const t of roundOrder(targets, round, opts.alternate)) {
         // Steady state, as the issue defines CPU per request. A Node process that sat idle while the
         // others ran has shrunk its heap, and its first seconds of load pay for regrowing it (more
         // scavenges, old-space collections): up to +50 % for the gateway in 6 s windows (BENCHMARKS.md,

@@ -25,7 +25,7 @@ export function markdown (r: BenchResults): string {
   out.push(`- **machine** ${m.nproc} CPUs (\`nproc\`), ${m.cpuModel}, ${m.memGB} GB, Linux ${m.kernel}`)
   out.push(`- **node** ${m.node} (harness), ${m.gatewayNode} (gateway and the other Node processes) · **gateway** \`${m.gatewayEntry}\`, logLevel \`${m.gatewayLogLevel}\``)
   out.push(`- **tools** ${Object.values(m.tools).join(' · ')}`)
-  out.push(`- **load** ${m.loadgen}: ${o.connections} connections, ${o.threads} thread${o.threads === 1 ? '' : 's'}, ${o.durationS} s per system per round, ${o.rounds} round${o.rounds === 1 ? '' : 's'} interleaved (A B C … A B C …), ${o.warmupS} s warm-up per system first${o.settleS > 0 ? `, and ${o.settleS} s of unmeasured load right before each measured run (steady state)` : ''}`)
+  out.push(`- **load** ${m.loadgen}: ${o.connections} connections, ${o.threads} thread${o.threads === 1 ? '' : 's'}, ${o.durationS} s per system per round, ${o.rounds} round${o.rounds === 1 ? '' : 's'} interleaved (${o.alternate ? 'A B C, then C B A: every even round in reverse order' : 'A B C … A B C …'}), ${o.warmupS} s warm-up per system first${o.settleS > 0 ? `, and ${o.settleS} s of unmeasured load right before each measured run (steady state)` : ''}`)
   out.push('- **request** POST JSON-RPC `tools/call` (100 bytes) with `Authorization: Bearer` (RS256 JWT, the same warm token for every system); the bare upstream answers 300 bytes of JSON')
   out.push('- **CPU** utime+stime from `/proc/<pid>/stat` of the system\'s whole process tree, sampled right before and after the load run, divided by the requests served', '')
 

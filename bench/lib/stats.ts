@@ -22,3 +22,13 @@ export function percentile (xs: readonly number[], p: number): number {
   const rank = Math.min(s.length, Math.max(1, Math.ceil((p / 100) * s.length)))
   return s[rank - 1]!
 }
+
+/**
+ * The systems in the order one round runs them. With `alternate`, every even round runs
+ * them in reverse (A B C, C B A, A B C, …): systems that share a process (the gateway's
+ * three routes) would otherwise always meet it in the same order, the first of them
+ * always right after the process sat idle.
+ */
+export function roundOrder<T> (systems: readonly T[], round: number, alternate: boolean): T[] {
+  return alternate && round % 2 === 0 ? [...systems].reverse() : [...systems]
+}
