@@ -205,7 +205,13 @@ export function openBatchedStream (dest: number | string): BatchedStream {
     flush,
     reopen: () => {
       flush()
-      stream.reopen()
+      try {
+        stream.reopen()
+      } catch {
+        // A synchronous sonic-boom throws when the file cannot be opened (its directory is gone),
+        // and also emits the error on its 'error' event on the next tick: the owner logs it there.
+        // Lines go on to the file descriptor open before.
+      }
     },
     close: (end) => {
       clearInterval(timer)
