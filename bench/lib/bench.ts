@@ -624,7 +624,10 @@ export async function runBench (opts: BenchOptions, log: Log): Promise<BenchResu
         const traces = new Map<Child, GcEvent[]>()
         for (const w of gcWindows) {
           let ev = traces.get(w.child)
-          if (ev === undefined) traces.set(w.child, ev = await readGcTrace(w.child.logPath!))
+          if (ev === undefined) {
+            const windows = gcWindows.filter((x) => x.child === w.child).map((x) => [x.fromMs, x.toMs] as const)
+            traces.set(w.child, ev = await readGcTrace(w.child.logPath!, windows))
+          }
           w.set(countGc(ev, w.fromMs, w.toMs))
         }
       } catch (err) {
