@@ -14,13 +14,12 @@
  * LOG_FLUSH_INTERVAL_MS, in order, and are written out when the process ends.
  * Audit lines are written at `info` whatever `logLevel` says.
  */
-import { closeSync, openSync } from 'node:fs'
 import pino, { type Logger } from 'pino'
 import type { Principal } from '../auth/principal.js'
 import type { AuditDestination } from '../config/types.js'
 import { AUDIT_MAX_NAME_CHARS } from '../config/defaults.js'
 import { targetParamOf, type JsonRpcMessage } from '../mcp/jsonrpc.js'
-import { isoTimeCached, openBatchedStream, type Loggers } from './logger.js'
+import { isoTimeCached, openBatchedStream, type BatchedStream, type Loggers } from './logger.js'
 
 /** The audit file cannot be opened for appending: a startup error. */
 export class AuditOpenError extends Error {
@@ -51,8 +50,8 @@ export function sameDestination (a: AuditDestination, b: AuditDestination): bool
 }
 
 /**
- * Open the destination. A file is opened (created if missing) synchronously
- * first, so a file that cannot be written is an {@link AuditOpenError} now,
+ * Open the destination. A file is opened (created if missing) synchronously,
+ * so a file that cannot be written is an {@link AuditOpenError} now,
  * not a crash on the first line.
  */
 export function openAuditLog (destination: AuditDestination, loggers: Pick<Loggers, 'access' | 'logger'>): AuditLog {
@@ -62,15 +61,14 @@ export function openAuditLog (destination: AuditDestination, loggers: Pick<Logge
     logger.level = 'info'
     return { destination, logger, reopen: () => {}, flush: () => {}, close: () => {} }
   }
-  if (typeof destination === 'object') {
-    try {
-      closeSync(openSync(destination.file, 'a'))
-    } catch (err) {
-      throw new AuditOpenError(destination.file, (err as NodeJS.ErrnoException).code ?? 'error')
-    }
-  }
   // Batched and synchronous like stdout (logger.ts openBatchedStream): in order, and written out on exit.
-  const out = openBatchedStream(destination === 'stderr' ? 2 : destination.file)
+  // A file is opened synchronously there, so one that cannot be opened throws now.
+  let out: BatchedStream
+  try {
+    out = openBatchedStream(destination === 'stderr' ? 2 : destination.file)
+  } catch (err) {
+    throw new AuditOpenError(typeof destination === 'object' ? destination.file : 'stderr', (err as NodeJS.ErrnoException).code ?? 'error')
+  }
   // A failing write (disk full, file removed with its directory) is logged, never a crash.
   out.stream.on('error', (err: NodeJS.ErrnoException) => { loggers.logger.error({ code: err.code }, 'audit log write failed') })
   const logger = pino({ level: 'info', base: { service: 'mcp-auth-gateway', audit: true }, timestamp: isoTimeCached }, out.batch)
