@@ -11,7 +11,7 @@
  *   connection is reused by the next request; for long-lived streams it would
  *   pile up.)
  */
-import { Client, Pool } from 'undici'
+import { buildConnector, Client, Pool } from 'undici'
 import type { RouteConfig } from '../config/types.js'
 import { DEFAULT_UPSTREAM_CONNECTIONS, UPSTREAM_KEEPALIVE_MAX_MS } from '../config/defaults.js'
 
@@ -23,16 +23,23 @@ export interface Upstream {
 }
 
 export function createUpstream (route: RouteConfig): Upstream {
+  // One connector and one parsed origin for the route, shared by the pool and
+  // every stream's client. Given options instead, each Client builds its own
+  // connector (its own TLS session cache, with a FinalizationRegistry) and
+  // parses the origin into a new URL: ~0.8 KB of heap per open stream, and a
+  // full TLS handshake for every stream. Shared, the first session is resumed.
+  const connect = buildConnector({ timeout: route.timeouts.connectMs, rejectUnauthorized: true })
+  const origin = new URL(route.upstreamOrigin)
   const options = {
-    connect: { timeout: route.timeouts.connectMs, rejectUnauthorized: true },
+    connect,
     headersTimeout: route.timeouts.headersMs,
     bodyTimeout: route.timeouts.idleMs,
     keepAliveMaxTimeout: UPSTREAM_KEEPALIVE_MAX_MS
   }
-  const pool = new Pool(route.upstreamOrigin, { ...options, connections: DEFAULT_UPSTREAM_CONNECTIONS })
+  const pool = new Pool(origin, { ...options, connections: DEFAULT_UPSTREAM_CONNECTIONS })
   return {
     pool,
-    streamClient: () => new Client(route.upstreamOrigin, options),
+    streamClient: () => new Client(origin, options),
     close: async () => { await pool.destroy() }
   }
 }
