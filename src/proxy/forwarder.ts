@@ -10,7 +10,7 @@
 import type { ServerResponse } from 'node:http'
 import type { Dispatcher } from 'undici'
 import { jsonRpcError, JSONRPC_UPSTREAM_TIMEOUT, JSONRPC_UPSTREAM_UNREACHABLE, requestIdOf, type JsonRpcId } from '../mcp/jsonrpc.js'
-import { cleanResponseHeaders } from './headers.js'
+import { cleanResponseHeaders, forgetCredentials } from './headers.js'
 
 /** How a forwarded exchange ended, for the request log. */
 export type ForwardOutcome = 'ok' | 'upstream_error' | 'client_closed'
@@ -150,7 +150,11 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
       this.#abort?.()
       return false
     }
-    if (sse) res.flushHeaders()
+    if (sse) {
+      res.flushHeaders()
+      // A stream may stay open for hours: keep no copy of the caller's token for that long.
+      forgetCredentials(res.req)
+    }
     return true
   }
 

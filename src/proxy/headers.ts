@@ -4,6 +4,7 @@
  * then the identity of the verified principal is set (MCP security best
  * practices, "token passthrough"; oauth2-proxy's no-preserve default).
  */
+import type { IncomingMessage } from 'node:http'
 import type { RouteConfig } from '../config/types.js'
 import type { Principal } from '../auth/principal.js'
 import { DEFAULT_IDENTITY_HEADERS } from '../config/defaults.js'
@@ -23,6 +24,30 @@ const ALWAYS_STRIPPED = [
   // The signed identity assertion's default header: only the gateway sets it, on any route.
   'x-gateway-assertion'
 ]
+
+/**
+ * Drops the caller's credential headers from a request whose response stays
+ * open as a stream (SSE). Node keeps every request header for the request's
+ * life, in `rawHeaders` and in the parsed `headers` object; for a stream that
+ * is hours, and a JWT is 0.6–2.5 KB (Entra tokens are the large ones). The
+ * gateway has read it by then (authentication, token exchange) and forwards it
+ * nowhere. Values in `rawHeaders` become '' rather than being spliced out:
+ * Node's lazy `headers` getter walks that array by its original count.
+ */
+export function forgetCredentials (req: IncomingMessage): void {
+  const raw = req.rawHeaders
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!
+    if ((name.length === 13 || name.length === 19) && CREDENTIAL_HEADERS.has(name.toLowerCase())) raw[i + 1] = ''
+  }
+  // Assigned, not deleted: a delete turns the object into a slow dictionary that
+  // costs more memory (~450 B per stream) than the token it drops.
+  const headers = req.headers
+  if (headers.authorization !== undefined) headers.authorization = undefined
+  if (headers['proxy-authorization'] !== undefined) headers['proxy-authorization'] = undefined
+}
+
+const CREDENTIAL_HEADERS = new Set(['authorization', 'proxy-authorization'])
 
 /** Header values must be visible ASCII or space; anything else is not representable without an encoding the upstream would have to guess. */
 const SAFE_VALUE_RE = /^[\x20-\x7e]*$/
