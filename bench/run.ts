@@ -30,6 +30,8 @@ const HELP = `Usage: tsx bench/run.ts [options]
   --gateway-entry <e>     build (default: tsc, then dist/src/main.js) | dist | src (src/main.ts through tsx; smoke default)
   --gateway-log-level <l> the gateway's logLevel (default info, the product default)
   --idle-streams <list>   N values for the idle SSE streams figure (default 1000,5000,10000)
+  --idle-settle <s>       hold the largest N this much longer, reading RSS every second, for the
+                          settled figure (default 90; 2 in smoke mode; 0: none)
   --sse-events <n>        events per SSE delay measurement (default 500)
   --sse-repeats <n>       SSE delay measurements per method, POST and GET in turn (default 3; smoke 1)
   --loadgen <g>           auto (wrk, else autocannon) | wrk | autocannon
@@ -61,6 +63,7 @@ function parse (argv: string[]): BenchOptions & { outDir: string, name: string }
       'gateway-entry': { type: 'string' },
       'gateway-log-level': { type: 'string' },
       'idle-streams': { type: 'string' },
+      'idle-settle': { type: 'string' },
       'sse-events': { type: 'string' },
       'sse-repeats': { type: 'string' },
       loadgen: { type: 'string' },
@@ -112,6 +115,7 @@ function parse (argv: string[]): BenchOptions & { outDir: string, name: string }
     idleCounts: idle,
     idleHoldS: smoke ? 1 : 5,
     idleReleaseS: smoke ? 2 : 10,
+    idleSettleS: num(v['idle-settle'], smoke ? 2 : 90, 'idle-settle', 0),
     sseEvents: num(v['sse-events'], smoke ? 50 : 500, 'sse-events', 10),
     sseIntervalMs: 10,
     sseWarmupEvents: smoke ? 20 : 300,

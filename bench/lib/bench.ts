@@ -41,6 +41,8 @@ export interface BenchOptions {
   idleHoldS: number
   /** How long to watch the gateway release its sockets after the idle-stream clients closed. */
   idleReleaseS: number
+  /** For the largest idle N: seconds more of holding, for the settled RSS (0: none). */
+  idleSettleS: number
   sseEvents: number
   sseIntervalMs: number
   /** Unmeasured events per method, direct and through the gateway, before the SSE delay streams (0: none). */
@@ -603,6 +605,7 @@ export async function runBench (opts: BenchOptions, log: Log): Promise<BenchResu
         counts: opts.idleCounts,
         holdS: opts.idleHoldS,
         releaseS: opts.idleReleaseS,
+        settleS: opts.idleSettleS,
         log
       })
     }

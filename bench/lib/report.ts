@@ -136,6 +136,11 @@ export function markdown (r: BenchResults): string {
       out.push(`| ${int(x.n)} | ${int(x.established)} in ${f((x.openMs ?? 0) / 1000, 1)} s | **${f(x.rssMB, 0)}** (${f(x.baselineRssMB, 0)}) | ${f(x.perStreamKB, 1)} | ${int(x.fds)} | ${int(x.sockets)} | ${f(x.idleCpuPct, 2)} | ${int(x.socketsAfterClose)} / ${int(x.upstreamSocketsAfterClose)} | ${note} |`)
     }
     out.push('')
+    for (const x of r.streaming.idle) {
+      if (x.settledRssMB === undefined) continue
+      const drop = x.settleDropAtS !== undefined ? `RSS fell more than 5 MB ${x.settleDropAtS} s into that window` : 'RSS did not fall more than 5 MB in that window'
+      out.push(`Settled, ${int(x.n)} streams held ${x.settleS ?? 0} s longer (V8 compacts the heap of a process that stopped allocating; ${drop}): **${f(x.settledRssMB, 0)} MB** RSS, ${f(x.settledPerStreamKB, 1)} KB per stream over the fresh process.`, '')
+    }
   }
 
   out.push('### Cold token', '')

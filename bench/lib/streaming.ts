@@ -123,6 +123,14 @@ export interface IdleStreamsResult {
   socketsAfterClose?: number
   /** Upstream sockets above its baseline at that moment (upstream legs the gateway kept open). */
   upstreamSocketsAfterClose?: number
+  /** Seconds the streams were held after `rssMB` was read, for the settled figure (largest N only). */
+  settleS?: number
+  /** RSS at the end of the settle window: after V8's memory reducer has had time to compact the heap of a process that stopped allocating. */
+  settledRssMB?: number
+  /** (settledRss − baseline) / n */
+  settledPerStreamKB?: number
+  /** Seconds after `rssMB` was read when RSS first fell by more than 5 MB below it; undefined: it did not. */
+  settleDropAtS?: number
 }
 
 const MB = 1024 * 1024
@@ -147,12 +155,14 @@ export async function idleStreams (rt: NodeRuntime, o: {
   holdS: number
   /** How long to watch the gateway release its sockets after the clients closed. */
   releaseS: number
+  /** For the largest N: how long to keep holding the streams, reading RSS every second, for the settled figure (0: none). */
+  settleS: number
   log: (line: string) => void
 }): Promise<IdleStreamsResult[]> {
   const out: IdleStreamsResult[] = []
   let measuredMax = 0
 
-  const measure = async (n: number, note?: string): Promise<IdleStreamsResult> => {
+  const measure = async (n: number, note: string | undefined, settle: boolean): Promise<IdleStreamsResult> => {
     const gw = await o.startGateway(`idle-gateway-${n}`)
     await sleep(1000)
     const baseSockets = openFds(gw.child.pid).sockets
@@ -161,7 +171,7 @@ export async function idleStreams (rt: NodeRuntime, o: {
     o.log(`idle streams: opening ${n} through a fresh gateway`)
     const holder = spawnChild(`stream-holder-${n}`, rt.node, ['--import', 'tsx', '--import', WATCHDOG_PRELOAD, join(rt.root, 'bench/procs/stream-holder.ts')], {
       cwd: rt.root,
-      env: { ...process.env, NODE_OPTIONS: '', PORT: String(gw.port), TARGET_PATH: o.path, TOKEN: o.token, N: String(n), CONCURRENCY: '200', TIMEOUT_MS: String(30_000 + n * 10), HOLD_MS: String((o.holdS + 120) * 1000) },
+      env: { ...process.env, NODE_OPTIONS: '', PORT: String(gw.port), TARGET_PATH: o.path, TOKEN: o.token, N: String(n), CONCURRENCY: '200', TIMEOUT_MS: String(30_000 + n * 10), HOLD_MS: String((o.holdS + o.settleS + 120) * 1000) },
       logPath: join(o.dir, `stream-holder-${n}.log`),
       raiseNofile: true,
       pipeStdout: true
@@ -188,6 +198,26 @@ export async function idleStreams (rt: NodeRuntime, o: {
       const heldS = (Date.now() - t0) / 1000
       const rss = (rssBytes(gw.child.pid) ?? 0) / MB
       const { fds, sockets } = openFds(gw.child.pid)
+      // Idle is a state, not a moment: right after the burst of opening, the heap still holds
+      // that burst's garbage and free pages. V8's memory reducer compacts it once the process
+      // has stopped allocating (seconds to a minute later: BENCHMARKS.md, idle streams).
+      let settled: Pick<IdleStreamsResult, 'settleS' | 'settledRssMB' | 'settledPerStreamKB' | 'settleDropAtS'> = {}
+      if (settle && o.settleS > 0) {
+        o.log(`idle streams: holding ${n} for ${o.settleS} s more (settled RSS)`)
+        let dropAt: number | undefined
+        let last = rss
+        for (let s = 1; s <= o.settleS; s++) {
+          await sleep(1000)
+          last = (rssBytes(gw.child.pid) ?? 0) / MB
+          if (dropAt === undefined && last < rss - 5) dropAt = s
+        }
+        settled = {
+          settleS: o.settleS,
+          settledRssMB: last,
+          settledPerStreamKB: rep.established > 0 ? ((last - baseRss) * 1024) / rep.established : Number.NaN,
+          ...(dropAt !== undefined ? { settleDropAtS: dropAt } : {})
+        }
+      }
       // The clients go away; does the gateway let go of both legs?
       await stopChild(holder, 2000)
       holderStopped = true
@@ -216,7 +246,8 @@ export async function idleStreams (rt: NodeRuntime, o: {
         // Above the count before the streams opened; keep-alive connections of the process's own
         // (JWKS, the upstream pool) that closed meanwhile would make it negative.
         socketsAfterClose: Math.max(0, after - baseSockets),
-        upstreamSocketsAfterClose: Math.max(0, upAfter - upBase)
+        upstreamSocketsAfterClose: Math.max(0, upAfter - upBase),
+        ...settled
       }
     } finally {
       if (!holderStopped) await stopChild(holder, 2000)
@@ -224,7 +255,9 @@ export async function idleStreams (rt: NodeRuntime, o: {
     }
   }
 
+  const largest = Math.max(...o.counts)
   for (const n of o.counts) {
+    const settle = n === largest
     // Every gateway and the upstream are spawned alike; read the limit the upstream got.
     const limit = nofileLimit(o.upstream.pid) ?? 1024
     const upFree = limit - openFds(o.upstream.pid).fds - FD_HEADROOM
@@ -239,7 +272,7 @@ export async function idleStreams (rt: NodeRuntime, o: {
       const alt = Math.floor(feasibleMax / 500) * 500
       if (alt > measuredMax) {
         try {
-          out.push(await measure(alt, `the largest N (in steps of 500) this machine's fd limit allows, measured instead of ${n}`))
+          out.push(await measure(alt, `the largest N (in steps of 500) this machine's fd limit allows, measured instead of ${n}`, settle))
         } catch (err) {
           out.push({ n: alt, status: 'failed', reason: (err as Error).message })
         }
@@ -248,7 +281,7 @@ export async function idleStreams (rt: NodeRuntime, o: {
       continue
     }
     try {
-      out.push(await measure(n))
+      out.push(await measure(n, undefined, settle))
     } catch (err) {
       out.push({ n, status: 'failed', reason: (err as Error).message })
     }

@@ -113,6 +113,9 @@ t.test('streaming and cold-token figures', async (t) => {
   t.equal(r.streaming.idle[0]?.n, 100, 'smoke mode: no more than 100 idle streams')
   t.equal(r.streaming.idle[0]?.established, 100, '100 idle streams established through the gateway')
   t.ok((r.streaming.idle[0]?.rssMB ?? 0) > 0, 'gateway RSS read')
+  t.equal(r.streaming.idle[0]?.settleS, 2, 'smoke mode: the largest N is held 2 s longer for the settled figure')
+  t.ok((r.streaming.idle[0]?.settledRssMB ?? 0) > 0, 'settled RSS read')
+  t.match(readFileSync(files.md, 'utf8'), /Settled, 100 streams held 2 s longer/, 'the report states the settled figure')
   const c = r.cold?.start
   t.equal(c?.firstRequest.status, 200, 'first request of a fresh gateway succeeds')
   t.equal(c?.jwksFetchesAtReady, 1, 'the JWKS was fetched once at startup')
