@@ -124,6 +124,14 @@ export const DEFAULT_INTROSPECTION_TIMEOUT_SECONDS = 5
 export const LOG_BUFFER_BYTES = 65_536
 /** Longest a log line waits in the buffer. */
 export const LOG_FLUSH_INTERVAL_MS = 1000
+/**
+ * Bytes of log lines held for a destination that refuses them (disk full, I/O
+ * error), retried with every batch; lines beyond it are dropped and counted.
+ * Without a bound a full disk would grow the gateway's memory until it is killed.
+ */
+export const LOG_MAX_HELD_BYTES = 16 * 1024 * 1024
+/** A failing log destination is reported on stderr at most this often. */
+export const LOG_FAILURE_REPORT_INTERVAL_MS = 60_000
 
 /** Mirrored AS metadata (mirrorAuthorizationServerMetadata) is refetched after this long. */
 export const AS_METADATA_MIRROR_TTL_MS = 300_000

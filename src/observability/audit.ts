@@ -65,12 +65,14 @@ export function openAuditLog (destination: AuditDestination, loggers: Pick<Logge
   // A file is opened synchronously there, so one that cannot be opened throws now.
   let out: BatchedStream
   try {
-    out = openBatchedStream(destination === 'stderr' ? 2 : destination.file)
+    // A failing write (disk full, file removed with its directory) is logged, never a crash.
+    out = openBatchedStream(destination === 'stderr' ? 2 : destination.file, {
+      failed: (code, droppedBytes) => { loggers.logger.error({ code, droppedBytes }, 'audit log write failed') },
+      resumed: (droppedBytes) => { loggers.logger.warn({ droppedBytes }, 'audit log writes resumed') }
+    })
   } catch (err) {
     throw new AuditOpenError(typeof destination === 'object' ? destination.file : 'stderr', (err as NodeJS.ErrnoException).code ?? 'error')
   }
-  // A failing write (disk full, file removed with its directory) is logged, never a crash.
-  out.stream.on('error', (err: NodeJS.ErrnoException) => { loggers.logger.error({ code: err.code }, 'audit log write failed') })
   const logger = pino({ level: 'info', base: { service: 'mcp-auth-gateway', audit: true }, timestamp: isoTimeCached }, out.batch)
   return {
     destination,

@@ -4,8 +4,9 @@
  * could quote a token. Redaction is a second line of defence for anything that
  * slips into a log object anyway.
  */
+import { writeSync } from 'node:fs'
 import pino, { type Logger, type LoggerOptions, type DestinationStream } from 'pino'
-import { LOG_BUFFER_BYTES, LOG_FLUSH_INTERVAL_MS } from '../config/defaults.js'
+import { LOG_BUFFER_BYTES, LOG_FAILURE_REPORT_INTERVAL_MS, LOG_FLUSH_INTERVAL_MS, LOG_MAX_HELD_BYTES } from '../config/defaults.js'
 
 /** The `service` field of every line. */
 const SERVICE = 'mcp-auth-gateway'
@@ -181,9 +182,9 @@ function drainOnExit (batch: LineBatch): void {
 export interface BatchedStream {
   /** Where loggers write. */
   readonly batch: LineBatch
-  /** The underlying sonic-boom (for its 'error' events). */
+  /** The underlying sonic-boom. */
   readonly stream: ReturnType<typeof pino.destination>
-  /** Write out what is batched now. */
+  /** Write out what is batched now (and retry what a failing destination holds). */
   readonly flush: () => void
   /** Write out what is batched, then reopen a file (after logrotate moved it). */
   readonly reopen: () => void
@@ -191,12 +192,59 @@ export interface BatchedStream {
   readonly close: (end: boolean) => void
 }
 
-/** Open a batched, synchronous writer on `dest` (1 stdout, 2 stderr, or a file appended to). */
-export function openBatchedStream (dest: number | string): BatchedStream {
-  const stream = pino.destination({ dest, sync: true, mkdir: false, append: true })
+/** What the owner of a {@link BatchedStream} is told when its destination fails, and when it works again. */
+export interface WriteFailureReport {
+  /**
+   * A write failed (disk full, I/O error, the reader gone: EPIPE, after which
+   * pino discards every line). At most once per LOG_FAILURE_REPORT_INTERVAL_MS.
+   * `droppedBytes`: log bytes dropped so far, past LOG_MAX_HELD_BYTES.
+   */
+  failed: (code: string, droppedBytes: number) => void
+  /** The held lines were written after a failure; `droppedBytes` were lost meanwhile. */
+  resumed: (droppedBytes: number) => void
+}
+
+/**
+ * Open a batched, synchronous writer on `dest` (1 stdout, 2 stderr, or a file
+ * appended to). A destination that refuses a write never throws at the logger:
+ * sonic-boom holds the failed lines (at most LOG_MAX_HELD_BYTES, beyond which
+ * new lines are dropped and counted), every flush retries them, and `report`
+ * is told of the failure and of the recovery.
+ */
+export function openBatchedStream (dest: number | string, report: WriteFailureReport): BatchedStream {
+  const stream = pino.destination({ dest, sync: true, mkdir: false, append: true, maxLength: LOG_MAX_HELD_BYTES })
+  let dropped = 0
+  let failing = false
+  let closed = false
+  let errored = false
+  let lastReport = Number.NEGATIVE_INFINITY
+  const failed = (err: NodeJS.ErrnoException): void => {
+    errored = true
+    if (err.code === 'EPIPE') closed = true
+    failing = !closed
+    const now = Date.now()
+    if (now - lastReport < LOG_FAILURE_REPORT_INTERVAL_MS) return
+    lastReport = now
+    report.failed(typeof err.code === 'string' ? err.code : 'unknown error', dropped)
+  }
+  // Without a listener the error would be thrown at whichever request or timer wrote the batch.
+  stream.on('error', failed)
+  stream.on('drop', (data: string) => { dropped += Buffer.byteLength(data) })
   const batch = new LineBatch(stream as DestinationStream)
   drainOnExit(batch)
-  const flush = (): void => { batch.drain() }
+  const flush = (): void => {
+    batch.drain()
+    if (!failing) return
+    // sonic-boom retries held lines only when something is written, and writes nothing more
+    // once LOG_MAX_HELD_BYTES are held: an empty write retries them, once per flush.
+    // (Not flushSync(): sonic-boom 4 retries a failing flushSync forever, 100 ms apart.)
+    errored = false
+    stream.write('')
+    if (errored) return
+    failing = false
+    lastReport = Number.NEGATIVE_INFINITY
+    report.resumed(dropped)
+  }
   const timer = setInterval(flush, LOG_FLUSH_INTERVAL_MS)
   timer.unref()
   return {
@@ -209,7 +257,7 @@ export function openBatchedStream (dest: number | string): BatchedStream {
         stream.reopen()
       } catch {
         // A synchronous sonic-boom throws when the file cannot be opened (its directory is gone),
-        // and also emits the error on its 'error' event on the next tick: the owner logs it there.
+        // and also emits the error on its 'error' event on the next tick, reported there.
         // Lines go on to the file descriptor open before.
       }
     },
@@ -228,7 +276,7 @@ export function openBatchedStream (dest: number | string): BatchedStream {
  * (BENCHMARKS.md).
  */
 export function createLoggers (level: string, destination?: DestinationStream): Loggers {
-  const out = destination === undefined ? openBatchedStream(1) : undefined
+  const out = destination === undefined ? openBatchedStream(1, STDOUT_FAILURE_REPORT) : undefined
   const dest = destination ?? out!.batch
   const logger = pino(loggerOptions(level), dest)
   const access = pino({ level, base: { service: SERVICE }, timestamp: isoTimeCached }, dest)
@@ -236,6 +284,30 @@ export function createLoggers (level: string, destination?: DestinationStream): 
   if (out === undefined) return { logger, access, requestLine, flush: () => {}, close: () => {} }
   // stdout is not ended: other code (and the process) may still write to it.
   return { logger, access, requestLine, flush: out.flush, close: () => { out.close(false) } }
+}
+
+/**
+ * What a failing stdout does: the gateway keeps serving, and says so on stderr
+ * (the log cannot). Only the error code is written, never a line's content.
+ */
+const STDOUT_FAILURE_REPORT: WriteFailureReport = {
+  failed: (code, droppedBytes) => {
+    toStderr(code === 'EPIPE'
+      ? 'mcp-auth-gateway: stdout was closed (EPIPE): log lines are discarded from now on\n'
+      : `mcp-auth-gateway: writing logs to stdout failed (${code}): the gateway keeps serving; lines are held ` +
+        `(up to ${LOG_MAX_HELD_BYTES / 1048576} MiB) and retried every second, then dropped (${droppedBytes} bytes dropped so far)\n`)
+  },
+  resumed: (droppedBytes) => {
+    toStderr(`mcp-auth-gateway: writing logs to stdout works again (${droppedBytes} bytes of log lines dropped meanwhile)\n`)
+  }
+}
+
+function toStderr (text: string): void {
+  try {
+    writeSync(2, text)
+  } catch {
+    // stderr failing too: nowhere left to say it.
+  }
 }
 
 /**

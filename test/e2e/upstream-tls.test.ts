@@ -20,7 +20,7 @@ import { join } from 'node:path'
 import t from 'tap'
 import { stringify } from 'yaml'
 import { startStaticIssuer } from '../helpers/static-issuer.js'
-import { freePort } from '../helpers/net.js'
+import { answerJsonAfterBody, EMPTY_RESULT, freePort } from '../helpers/net.js'
 import { startCli, eventually } from '../helpers/cli.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'gw-upstream-tls-'))
@@ -39,11 +39,7 @@ t.test('GET streams and pooled requests to an HTTPS upstream resume one TLS sess
       res.end('data: hello\n\n')
       return
     }
-    req.resume()
-    req.on('end', () => {
-      res.writeHead(200, { 'content-type': 'application/json' })
-      res.end('{"jsonrpc":"2.0","id":1,"result":{}}')
-    })
+    answerJsonAfterBody(req, res)
   })
   await new Promise<void>((resolve) => up.listen(0, '127.0.0.1', resolve))
   t.teardown(async () => { up.closeAllConnections(); up.close(); await st.close() })
@@ -73,7 +69,7 @@ t.test('GET streams and pooled requests to an HTTPS upstream resume one TLS sess
     body: '{"jsonrpc":"2.0","id":1,"method":"ping"}'
   })
   t.equal(post.status, 200, 'the POST is answered')
-  t.equal(await post.text(), '{"jsonrpc":"2.0","id":1,"result":{}}')
+  t.equal(await post.text(), EMPTY_RESULT)
 
   t.same(seen, [
     { method: 'GET', resumed: false },

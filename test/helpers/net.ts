@@ -76,3 +76,15 @@ export async function rawRequest (origin: string, method: string, path: string, 
     req.end(body)
   })
 }
+
+/** The JSON-RPC result the small hand-written upstreams of the e2e tests answer with. */
+export const EMPTY_RESULT = '{"jsonrpc":"2.0","id":1,"result":{}}';
+
+/** For a node:http(s) handler: read the request body to its end, then answer 200 with `body` as JSON. */
+export function answerJsonAfterBody(req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse, body = EMPTY_RESULT): void {
+  req.resume();
+  req.on('end', () => {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(body);
+  });
+}

@@ -14,17 +14,17 @@ import t from 'tap'
 import { startStaticIssuer } from '../helpers/static-issuer.js'
 import { startGateway } from '../helpers/gateway.js'
 import { eventually, readAsItArrives } from '../helpers/cli.js'
+import { answerJsonAfterBody, EMPTY_RESULT } from '../helpers/net.js'
 
 const st = await startStaticIssuer()
 const open = new Set<ServerResponse>()
 const up = createServer((req, res) => {
+  if (req.url?.endsWith('/json') === true) {
+    answerJsonAfterBody(req, res)
+    return
+  }
   req.resume()
   req.on('end', () => {
-    if (req.url?.endsWith('/json') === true) {
-      res.writeHead(200, { 'content-type': 'application/json' })
-      res.end('{"jsonrpc":"2.0","id":1,"result":{}}')
-      return
-    }
     res.writeHead(200, { 'content-type': 'text/event-stream' })
     res.write('data: first\n\n')
     open.add(res)
@@ -75,7 +75,7 @@ for (const c of cases) {
     t.equal(seen.length, before + 1, 'the gateway saw the request')
     const req = seen[seen.length - 1]!
     if (!c.streams) {
-      t.equal(await res.text(), '{"jsonrpc":"2.0","id":1,"result":{}}', 'the JSON answer passes')
+      t.equal(await res.text(), EMPTY_RESULT, 'the JSON answer passes')
       return
     }
     const reading = readAsItArrives(res.body!)

@@ -249,3 +249,52 @@ t.test('an audit file that cannot be reopened (its directory is gone) is logged,
   const lines = readFileSync(join(moved, 'audit.log'), 'utf8').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as { n: number })
   t.same(lines.map((l) => l.n), [1, 2], 'both lines reached the file open before')
 })
+
+t.test('an audit file on a full disk: the failure is logged, lines are held (up to LOG_MAX_HELD_BYTES) and written once the file works again, the rest counted', async (t) => {
+  const { mkdtempSync, readFileSync, rmSync, symlinkSync, renameSync } = await import('node:fs')
+  const { tmpdir } = await import('node:os')
+  const { join } = await import('node:path')
+  const { LOG_MAX_HELD_BYTES } = await import('../../src/config/defaults.js')
+  const { openAuditLog } = await import('../../src/observability/audit.js')
+  const dir = mkdtempSync(join(tmpdir(), 'gw-audit-full-'))
+  t.teardown(() => { rmSync(dir, { recursive: true, force: true }) })
+  // The configured path is a symlink to /dev/full (a real device: every write fails with ENOSPC);
+  // later it is pointed at a real file and reopened, as after freeing the disk and a SIGHUP.
+  const link = join(dir, 'audit.log')
+  symlinkSync('/dev/full', link)
+  const logs: string[] = []
+  const sink = new Writable({ write (chunk: Buffer, _enc, cb) { logs.push(...chunk.toString().split('\n').filter((l) => l !== '')); cb() } })
+  const loggers = createLoggers('info', sink)
+  const audit = openAuditLog({ file: link }, loggers)
+  t.teardown(() => { audit.close() })
+
+  const pad = 'x'.repeat(1000)
+  const n = Math.ceil((LOG_MAX_HELD_BYTES + 4 * 1048576) / 1000)
+  t.doesNotThrow(() => {
+    for (let i = 0; i < n; i++) audit.logger.info({ i, pad }, 'op')
+    audit.flush()
+    audit.flush()
+  }, 'writing past the bound throws nothing')
+  const failures = logs.filter((l) => l.includes('"msg":"audit log write failed"'))
+  t.equal(failures.length, 1, 'the failure is logged once (at most once a minute)')
+  t.match(failures[0], /"code":"ENOSPC"/, 'with its code')
+
+  const real = join(dir, 'real.log')
+  renameSync(join(dir, 'audit.log'), join(dir, 'old-link'))
+  symlinkSync(real, link)
+  audit.reopen()
+  audit.logger.info({ i: -1 }, 'after')
+  audit.flush()
+  const resumed = logs.filter((l) => l.includes('"msg":"audit log writes resumed"'))
+  t.equal(resumed.length, 1, 'the recovery is logged')
+  const droppedBytes = (JSON.parse(resumed[0]!) as { droppedBytes: number }).droppedBytes
+  const text = readFileSync(real, 'utf8').split('\n').filter((l) => l !== '')
+  const lines = text.map((l) => (JSON.parse(l) as { i: number }).i)
+  const held = lines.slice(0, -1)
+  t.same(held, held.map((_, k) => k), 'the held lines reach the file, in order from the first')
+  const heldBytes = text.slice(0, -1).reduce((sum, l) => sum + Buffer.byteLength(l) + 1, 0)
+  t.ok(heldBytes <= LOG_MAX_HELD_BYTES && heldBytes >= LOG_MAX_HELD_BYTES - 2 * LOG_BUFFER_BYTES,
+    `LOG_MAX_HELD_BYTES of them were held, within two batches (${heldBytes} bytes, ${held.length} lines)`)
+  t.equal(lines[lines.length - 1], -1, 'a line logged after the recovery follows them')
+  t.ok(droppedBytes >= (n - held.length) * 1000, `the lines past the bound are counted as dropped (${droppedBytes} bytes)`)
+})
