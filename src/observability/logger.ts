@@ -182,8 +182,6 @@ function drainOnExit (batch: LineBatch): void {
 export interface BatchedStream {
   /** Where loggers write. */
   readonly batch: LineBatch
-  /** The underlying sonic-boom. */
-  readonly stream: ReturnType<typeof pino.destination>
   /** Write out what is batched now (and retry what a failing destination holds). */
   readonly flush: () => void
   /** Write out what is batched, then reopen a file (after logrotate moved it). */
@@ -249,7 +247,6 @@ export function openBatchedStream (dest: number | string, report: WriteFailureRe
   timer.unref()
   return {
     batch,
-    stream,
     flush,
     reopen: () => {
       flush()

@@ -11,6 +11,10 @@ import { DEFAULT_IDENTITY_HEADERS } from '../config/defaults.js'
 
 export type HeaderBag = Record<string, string | string[] | undefined>
 
+/** The client's credentials: never forwarded, and dropped from a streaming request ({@link forgetCredentials}). */
+const CREDENTIAL_HEADER_NAMES = ['authorization', 'proxy-authorization'] as const
+const CREDENTIAL_HEADERS = new Set<string>(CREDENTIAL_HEADER_NAMES)
+
 /**
  * Request headers never forwarded upstream: the client's credentials, hop-by-hop
  * fields the proxy library leaves in (RFC 9110 §7.6.1; `expect` is answered by
@@ -18,7 +22,7 @@ export type HeaderBag = Record<string, string | string[] | undefined>
  * headers, which the gateway sets itself (a client must not choose its own IP).
  */
 const ALWAYS_STRIPPED = [
-  'authorization', 'proxy-authorization',
+  ...CREDENTIAL_HEADER_NAMES,
   'te', 'trailer', 'keep-alive', 'proxy-connection', 'upgrade', 'expect',
   'forwarded', 'x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto', 'x-real-ip',
   // The signed identity assertion's default header: only the gateway sets it, on any route.
@@ -46,8 +50,6 @@ export function forgetCredentials (req: IncomingMessage): void {
   if (headers.authorization !== undefined) headers.authorization = undefined
   if (headers['proxy-authorization'] !== undefined) headers['proxy-authorization'] = undefined
 }
-
-const CREDENTIAL_HEADERS = new Set(['authorization', 'proxy-authorization'])
 
 /** Header values must be visible ASCII or space; anything else is not representable without an encoding the upstream would have to guess. */
 const SAFE_VALUE_RE = /^[\x20-\x7e]*$/
