@@ -12,7 +12,7 @@ import { CATALOGUE, CPU_RATIOS, type SystemId } from './catalogue.js'
 import { coldStart, rotation, type ColdGateway, type ColdStartResult, type RotationResult } from './cold.js'
 import { timedRequest } from './http.js'
 import { runLoad, type LoadGen, type LoadResult, type LoadSpec } from './load.js'
-import { clockTicks, cpuSecondsBetween, liveChildren, machineTicks, onExit, pctOfCore, rssBytes, sampleCpu, sh, stealPctBetween, stopAll, stopChild, waitQuiet, type Child, type MachineTicks } from './procs.js'
+import { clockTicks, cpuSecondsBetween, cpuSplitBetween, liveChildren, machineTicks, onExit, pctOfCore, rssBytes, sampleCpu, sh, stealPctBetween, stopAll, stopChild, waitQuiet, type Child, type MachineTicks } from './procs.js'
 import { countGc, readGcTrace, type GcCounts, type GcEvent } from './gc.js'
 import { roundOrder, spread, type Spread } from './stats.js'
 import { idleStreams, sseDelays, startTickServer, summarizeDelays, type DelaySample, type IdleStreamsResult } from './streaming.js'
@@ -92,6 +92,8 @@ export interface RunRecord extends LoadResult {
   cpuS: number
   /** CPU µs per request of the measured process tree. */
   cpuUsPerReq: number
+  /** The part of cpuUsPerReq spent in the kernel (stime: socket system calls, loopback TCP); the rest is user time. */
+  kernelUsPerReq: number
   /** cpuS / durationS, % of one core. */
   cpuPct: number
   /** CPU µs per request of the upstream behind it (undefined for the direct systems). */
@@ -120,6 +122,7 @@ export interface SystemRecord {
 
 export interface SystemSummary {
   cpuUsPerReq?: Spread
+  kernelUsPerReq?: Spread
   rps?: Spread
   p50Ms?: Spread
   p99Ms?: Spread
@@ -480,7 +483,8 @@ export async function runBench (opts: BenchOptions, log: Log): Promise<BenchResu
         before: () => { c0 = sampleCpu(roots); u0 = sampleCpu(up); w0 = performance.now(); m0 = machineTicks() },
         after: () => { c1 = sampleCpu(roots); u1 = sampleCpu(up); w1 = performance.now(); m1 = machineTicks() }
       }, clockTicks())
-      const cpuS = cpuSecondsBetween(c0, c1)
+      const { userS, kernelS } = cpuSplitBetween(c0, c1)
+      const cpuS = userS + kernelS
       const upS = cpuSecondsBetween(u0, u1)
       const rss = rssBytes(t.measured.pid)
       const steal = stealPctBetween(m0, m1)
@@ -490,6 +494,7 @@ export async function runBench (opts: BenchOptions, log: Log): Promise<BenchResu
         round,
         cpuS,
         cpuUsPerReq: r.requests > 0 ? (cpuS / r.requests) * 1e6 : Number.NaN,
+        kernelUsPerReq: r.requests > 0 ? (kernelS / r.requests) * 1e6 : Number.NaN,
         cpuPct: (cpuS / r.durationS) * 100,
         ...(t.upstream !== undefined ? { upstreamCpuUsPerReq: r.requests > 0 ? (upS / r.requests) * 1e6 : Number.NaN, upstreamCpuPct: (upS / r.durationS) * 100 } : {}),
         loadgenCpuPct: (r.loadgenCpuS / r.durationS) * 100,
@@ -656,6 +661,7 @@ export async function runBench (opts: BenchOptions, log: Log): Promise<BenchResu
     }
     const set = <K extends keyof SystemSummary>(k: K, v: SystemSummary[K] | undefined): void => { if (v !== undefined) sum[k] = v }
     set('cpuUsPerReq', sp((r) => r.cpuUsPerReq))
+    set('kernelUsPerReq', sp((r) => r.kernelUsPerReq))
     set('rps', sp((r) => r.rps))
     set('p50Ms', sp((r) => r.p50Ms))
     set('p99Ms', sp((r) => r.p99Ms))

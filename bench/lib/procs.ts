@@ -280,28 +280,37 @@ export function processTree (root: number): number[] {
   return out
 }
 
-/** utime+stime per pid of the tree, in clock ticks. */
-export type CpuSample = Map<number, number>
+/** [utime, stime] per pid of the tree, in clock ticks. */
+export type CpuSample = Map<number, readonly [user: number, kernel: number]>
 
 export function sampleCpu (roots: readonly number[]): CpuSample {
   const out: CpuSample = new Map()
   for (const root of roots) {
     for (const pid of processTree(root)) {
       const st = readStat(pid)
-      if (st !== undefined) out.set(pid, st.utime + st.stime)
+      if (st !== undefined) out.set(pid, [st.utime, st.stime])
     }
   }
   return out
 }
 
-/** CPU seconds used between two samples, summed over the pids present in both. */
-export function cpuSecondsBetween (a: CpuSample, b: CpuSample): number {
-  let ticks = 0
+/** CPU seconds used between two samples, user and kernel, summed over the pids present in both. */
+export function cpuSplitBetween (a: CpuSample, b: CpuSample): { userS: number, kernelS: number } {
+  let user = 0
+  let kernel = 0
   for (const [pid, t1] of b) {
     const t0 = a.get(pid)
-    if (t0 !== undefined) ticks += t1 - t0
+    if (t0 === undefined) continue
+    user += t1[0] - t0[0]
+    kernel += t1[1] - t0[1]
   }
-  return ticks / clockTicks()
+  return { userS: user / clockTicks(), kernelS: kernel / clockTicks() }
+}
+
+/** CPU seconds used between two samples (user + kernel), summed over the pids present in both. */
+export function cpuSecondsBetween (a: CpuSample, b: CpuSample): number {
+  const { userS, kernelS } = cpuSplitBetween(a, b)
+  return userS + kernelS
 }
 
 /** CPU seconds used over `wallMs` milliseconds, as % of one core. */

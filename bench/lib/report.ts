@@ -34,18 +34,19 @@ export function markdown (r: BenchResults): string {
   const n = o.rounds
 
   out.push(`## CPU per request and throughput (median of ${n} round${n === 1 ? '' : 's'} [min–max])`, '')
-  out.push('| system | CPU µs/request | req/s | p50 ms | p99 ms | errors | its CPU, % of one core | upstream CPU µs/request | load generator CPU, % of one core |')
-  out.push('|---|---|---|---|---|---|---|---|---|')
+  out.push('| system | CPU µs/request | of which kernel µs/request | req/s | p50 ms | p99 ms | errors | its CPU, % of one core | upstream CPU µs/request | load generator CPU, % of one core |')
+  out.push('|---|---|---|---|---|---|---|---|---|---|')
   for (const s of proxy) {
     const x = r.summary[s.id]
     if (s.status !== 'ok' || x === undefined) {
-      out.push(`| ${name(s)} | ${unavailable(s)} | | | | | | | |`)
+      out.push(`| ${name(s)} | ${unavailable(s)} | | | | | | | | |`)
       continue
     }
     const cpu = s.id === 'direct' ? `${sp(x.cpuUsPerReq)} ¹` : `**${sp(x.cpuUsPerReq)}**`
-    out.push(`| ${name(s)} | ${cpu} | ${spInt(x.rps)} | ${sp(x.p50Ms, 2)} | ${sp(x.p99Ms, 2)} | ${int(x.errorsTotal)} of ${int(x.requestsTotal)} | ${sp(x.cpuPct, 0)} | ${sp(x.upstreamCpuUsPerReq)} | ${sp(x.loadgenCpuPct, 0)} |`)
+    out.push(`| ${name(s)} | ${cpu} | ${sp(x.kernelUsPerReq)} | ${spInt(x.rps)} | ${sp(x.p50Ms, 2)} | ${sp(x.p99Ms, 2)} | ${int(x.errorsTotal)} of ${int(x.requestsTotal)} | ${sp(x.cpuPct, 0)} | ${sp(x.upstreamCpuUsPerReq)} | ${sp(x.loadgenCpuPct, 0)} |`)
   }
   out.push('', '¹ No proxy: the figure is the upstream process\'s own CPU per request.')
+  out.push('Kernel time is `stime`: system calls, and on loopback the TCP work of both ends of a write, which Linux does in the writer\'s context. The rest of the CPU figure is user time: the proxy\'s own code, its runtime and its libraries.')
   out.push('Errors are HTTP status ≥ 400 plus socket errors (connect, read, write, timeout) as the load generator counts them. A system near 100 % of one core is CPU-bound (Node processes can exceed 100 %: GC and libuv threads).', '')
 
   const steal = Array.from({ length: n }, (_, i) => spread(r.runs.filter((x) => x.round === i + 1 && x.stealPct !== undefined).map((x) => x.stealPct!)))
