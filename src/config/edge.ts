@@ -3,7 +3,7 @@
  * browser origins, trusted proxies, rate limits and connection bounds. Called
  * by load.ts once the schema has passed; adds problems and warnings there.
  */
-import { ANY_ORIGIN, normaliseOrigin } from '../policy/origin.js'
+import { ANY_ORIGIN, normaliseOrigin } from './values.js'
 import type { RawConfig } from './schema.js'
 import type { GatewayConfig, RateLimitsConfig, RateWindow } from './types.js'
 import * as D from './defaults.js'

@@ -9,8 +9,7 @@
 import { z } from 'zod'
 import { SUPPORTED_ALGORITHMS, SYMMETRIC_ALGORITHMS, MAX_CLOCK_TOLERANCE_SECONDS, SIGNING_ALGORITHMS, MAX_ASSERTION_TTL_SECONDS } from './defaults.js'
 import { PROFILE_NAMES } from './profiles.js'
-import { normaliseOrigin } from '../policy/origin.js'
-import { checkTrustedRange } from '../proxy/client-ip.js'
+import { checkTrustedRange, normaliseOrigin } from './values.js'
 import { MAX_SESSION_IDLE_TTL_SECONDS } from './defaults.js'
 
 const LOOPBACK_HOSTS = new Set(['localhost', '[::1]', '::1'])

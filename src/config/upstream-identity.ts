@@ -7,9 +7,9 @@
 import { readFileSync, statSync } from 'node:fs'
 import { isAbsolute, resolve } from 'node:path'
 import * as D from './defaults.js'
+import { parsePrivateKey, thumbprint } from './signing-key.js'
 import type { RawConfig, RawRoute, RawSecretRef } from './schema.js'
 import type { IdentityAssertionConfig, RouteConfig, SigningKeyConfig, UpstreamAuthConfig } from './types.js'
-import { parsePrivateKey, thumbprint } from '../identity/keys.js'
 
 export interface IdentityContext {
   readonly baseDir: string

@@ -15,7 +15,6 @@
  * Audit lines are written at `info` whatever `logLevel` says.
  */
 import pino, { type Logger } from 'pino'
-import type { Principal } from '../auth/principal.js'
 import type { AuditDestination } from '../config/types.js'
 import { AUDIT_MAX_NAME_CHARS } from '../config/defaults.js'
 import { targetParamOf, type JsonRpcMessage } from '../mcp/jsonrpc.js'
@@ -93,11 +92,21 @@ export interface AuditState {
   missing?: ReadonlyArray<readonly string[]> | undefined
 }
 
+/**
+ * Who made the request, as the audit line names it. Structural, so that
+ * observability/ does not import auth/ (auth's Principal has these fields).
+ */
+export interface AuditCaller {
+  readonly subject: string
+  readonly clientId: string | undefined
+  readonly issuer: string
+}
+
 /** How the exchange ended, as the request log saw it. */
 export interface AuditExchange {
   readonly route: string
   readonly reqId: string
-  readonly principal: Principal | null
+  readonly principal: AuditCaller | null
   /** The body went to the upstream. */
   readonly forwarded: boolean
   /** The request outcome (insufficient_scope, rate_limited, …): the reason when not forwarded. */

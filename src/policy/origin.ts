@@ -4,9 +4,8 @@
  * and answer an invalid one with 403, which stops DNS-rebinding pages from
  * reaching an MCP server through a browser.
  */
+import { ANY_ORIGIN } from '../config/values.js'
 
-/** Configured in `allowedOrigins` to allow every origin; explicit only, with a startup warning. */
-export const ANY_ORIGIN = '*'
 
 /**
  * Request headers a browser-based MCP client may send (MCP transports:
@@ -29,33 +28,6 @@ export const MAX_ECHOED_PARAM_HEADERS = 64
 
 const STATIC_ALLOW_HEADERS = CORS_ALLOW_HEADERS.join(', ')
 
-/**
- * One configured origin in its serialised form (RFC 6454 §6.2), the form
- * browsers send: `scheme://host[:port]`, scheme and host lowercased, default
- * port dropped. A single trailing `/` is tolerated. Returns `{ problem }`
- * (`what: rule`) for anything else.
- */
-export function normaliseOrigin (value: string): { origin: string } | { problem: string } {
-  if (value === ANY_ORIGIN) return { origin: ANY_ORIGIN }
-  if (value === 'null') return { problem: 'the opaque origin "null": sandboxed pages and file: URLs share it, so it cannot be allowed; list real origins' }
-  const m = /^([A-Za-z][A-Za-z0-9+.-]*):\/\/([^/?#]*)(\/?)$/.exec(value)
-  if (m === null) return { problem: 'not an origin: an origin is scheme://host[:port] with no path, query or fragment, e.g. https://app.example.com' }
-  const scheme = m[1]!.toLowerCase()
-  if (m[2]!.includes('@')) return { problem: 'contains credentials: an origin is scheme://host[:port] only' }
-  if (scheme === 'http' || scheme === 'https') {
-    let url: URL
-    try {
-      url = new URL(value)
-    } catch {
-      return { problem: 'not an origin: an origin is scheme://host[:port] with no path, query or fragment, e.g. https://app.example.com' }
-    }
-    if (url.hostname === '') return { problem: 'no host: an origin is scheme://host[:port]' }
-    return { origin: url.origin }
-  }
-  // Other schemes (browser extensions, app webviews): compared as written, lowercased.
-  if (m[2] === '') return { problem: 'no host: an origin is scheme://host[:port]' }
-  return { origin: `${scheme}://${m[2]!.toLowerCase()}` }
-}
 
 /** The origins one route accepts, compiled once. */
 export interface OriginPolicy {
@@ -65,7 +37,7 @@ export interface OriginPolicy {
   allows: (origin: string) => boolean
 }
 
-/** Compile a normalised origin list (see {@link normaliseOrigin}). An empty list refuses every Origin. */
+/** Compile a normalised origin list (config/values.ts normaliseOrigin). An empty list refuses every Origin. */
 export function compileOriginPolicy (origins: readonly string[]): OriginPolicy {
   if (origins.includes(ANY_ORIGIN)) return { any: true, allows: () => true }
   // Browsers send the serialised form, so an exact Set lookup is the whole check.

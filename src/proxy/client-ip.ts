@@ -67,21 +67,6 @@ export function parseForwardedAddress (entry: string): string | undefined {
   return v === 6 ? unmap(s.toLowerCase()) : s
 }
 
-/**
- * A CIDR range or a single address, as configured; returns a problem message
- * (`what: rule`) when it is not one.
- */
-export function checkTrustedRange (value: string): string | undefined {
-  const slash = value.indexOf('/')
-  const addr = slash === -1 ? value : value.slice(0, slash)
-  const v = isIP(addr)
-  if (v === 0) return 'not an IP address or CIDR range: use e.g. 10.0.0.0/8, 192.0.2.7 or fd00::/8'
-  if (slash === -1) return undefined
-  const bits = value.slice(slash + 1)
-  const max = v === 4 ? 32 : 128
-  if (!/^\d{1,3}$/.test(bits) || Number(bits) > max) return `invalid prefix length: must be 0–${max} for an IPv${v} range`
-  return undefined
-}
 
 function compileRanges (ranges: readonly string[]): BlockList {
   const list = new BlockList()

@@ -17,7 +17,7 @@ import { createRemoteJWKSet, decodeJwt, decodeProtectedHeader, jwtVerify, type J
 import { startAuthServer } from '../helpers/as.js'
 import { startGateway, mcpHeaders, INITIALIZE_BODY, type RunningGateway } from '../helpers/gateway.js'
 import { ASSERTION_JWT_TYPE } from '../../src/config/defaults.js'
-import { thumbprint } from '../../src/identity/keys.js'
+import { thumbprint } from '../../src/config/signing-key.js'
 
 /** What the upstream saw and concluded about one request. */
 interface Seen {

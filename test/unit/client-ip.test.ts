@@ -5,7 +5,8 @@
  */
 import t from 'tap'
 
-import { checkTrustedRange, compileClientAddress, parseForwardedAddress, type TrustProxy } from '../../src/proxy/client-ip.js'
+import { compileClientAddress, parseForwardedAddress, type TrustProxy } from '../../src/proxy/client-ip.js'
+import { checkTrustedRange } from '../../src/config/values.js'
 
 interface Row {
   name: string

@@ -5,7 +5,8 @@
  */
 import t from 'tap'
 
-import { allowHeadersFor, compileOriginPolicy, MAX_ECHOED_PARAM_HEADERS, normaliseOrigin } from '../../src/policy/origin.js'
+import { allowHeadersFor, compileOriginPolicy, MAX_ECHOED_PARAM_HEADERS } from '../../src/policy/origin.js'
+import { normaliseOrigin } from '../../src/config/values.js'
 import { StreamLimiter } from '../../src/proxy/stream-limits.js'
 import { parseConfig } from '../../src/config/load.js'
 
