@@ -67,7 +67,7 @@ export function parseForwardedAddress (entry: string): string | undefined {
   return v === 6 ? unmap(s.toLowerCase()) : s
 }
 
-
+/** trustProxy's ranges, already checked at config load (config/values.ts checkTrustedRange). */
 function compileRanges (ranges: readonly string[]): BlockList {
   const list = new BlockList()
   for (const r of ranges) {
