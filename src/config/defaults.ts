@@ -277,3 +277,9 @@ export const DEFAULT_AUDIT_DESTINATION = 'stdout'
 export const DEFAULT_AUDIT_INCLUDE_ARGUMENTS = false
 /** Tool, prompt and method names and resource URIs in audit lines are cut to this many characters (they come from request bodies). */
 export const AUDIT_MAX_NAME_CHARS = 256
+/**
+ * At most this many audit lines per request (a JSON-RPC batch gives one per message); the
+ * rest are counted in one more line (`omittedMessages`). Without it, one 4 MiB batch of
+ * ~90,000 messages wrote 90,000 lines (26 MB) and held the event loop for ~1 s.
+ */
+export const AUDIT_MAX_LINES_PER_REQUEST = 100

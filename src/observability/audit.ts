@@ -16,7 +16,7 @@
  */
 import pino, { type Logger } from 'pino'
 import type { AuditDestination } from '../config/types.js'
-import { AUDIT_MAX_NAME_CHARS } from '../config/defaults.js'
+import { AUDIT_MAX_LINES_PER_REQUEST, AUDIT_MAX_NAME_CHARS } from '../config/defaults.js'
 import { targetParamOf, type JsonRpcMessage } from '../mcp/jsonrpc.js'
 import { isoTimeCached, openBatchedStream, type BatchedStream, type Loggers } from './logger.js'
 
@@ -139,7 +139,11 @@ export class AuditWriter {
     this.#includeArguments = includeArguments
   }
 
-  /** One line per message with a method (responses sent by the client are not operations); one line for a body that is not JSON-RPC. */
+  /**
+   * One line per message with a method (responses sent by the client are not operations), at
+   * most AUDIT_MAX_LINES_PER_REQUEST, then one line counting the rest; one line for a body
+   * that is not JSON-RPC.
+   */
   write (state: AuditState, ex: AuditExchange): void {
     const p = ex.principal
     const who = { route: ex.route, reqId: ex.reqId, subject: p?.subject ?? null, clientId: p?.clientId ?? null, issuer: p?.issuer ?? null }
@@ -150,9 +154,18 @@ export class AuditWriter {
       log.info({ ...who, method: null, ...this.#decision(ex, undefined), ...end, parseError: state.parseError ?? null }, 'audit')
       return
     }
+    let written = 0
     for (let i = 0; i < messages.length; i++) {
       const m = messages[i]!
       if (typeof m.method !== 'string') continue
+      if (written === AUDIT_MAX_LINES_PER_REQUEST) {
+        // A batch's size is the caller's choice: bound the lines (and the time spent writing them).
+        let omitted = 0
+        for (let j = i; j < messages.length; j++) if (typeof messages[j]!.method === 'string') omitted++
+        log.info({ ...who, method: null, ...this.#decision(ex, undefined), ...end, omittedMessages: omitted }, 'audit')
+        return
+      }
+      written++
       const line: Record<string, unknown> = { ...who, method: cut(m.method) }
       const field = TARGET_FIELD.get(m.method)
       const key = targetParamOf(m.method)

@@ -25,6 +25,7 @@ import { parseConfig } from '../../src/config/load.js'
 import { createGateway } from '../../src/gateway.js'
 import { createLoggers } from '../../src/observability/logger.js'
 import { AuditOpenError } from '../../src/observability/audit.js'
+import { AUDIT_MAX_LINES_PER_REQUEST } from '../../src/config/defaults.js'
 
 const RESOURCE = 'https://mcp.audit.test/mcp'
 const PROTOCOL = '2025-06-18'
@@ -141,6 +142,37 @@ t.test('batches: one line per message', async (t) => {
   t.match(plain.lines[0], { resource: 'file:///etc/x', decision: 'allowed', upstreamStatus: plain.status })
   t.match(plain.lines[2], { prompt: 'greeting', decision: 'allowed' })
   t.notOk('arguments' in plain.lines[2]!)
+})
+
+// Regression: one 4 MiB batch of ~90,000 messages wrote 90,000 lines (26 MB) and held the event loop ~1 s.
+t.test('a large batch: at most AUDIT_MAX_LINES_PER_REQUEST lines, then one line counting the rest', async (t) => {
+  const cases: Array<{ path: string, messages: number, status: number, decision: string }> = [
+    // Audit-only route: forwarded unchanged (the raw upstream answers 200).
+    { path: '/raw', messages: 5_000, status: 200, decision: 'allowed' },
+    // Policy route: ping needs no scope beyond the route's, so the whole batch is forwarded; the
+    // real SDK upstream (protocol 2025-06-18, which dropped batches) answers it with 400.
+    { path: '/policy', messages: 2_000, status: 400, decision: 'allowed' },
+    // Exactly at the bound: no summary line.
+    { path: '/raw', messages: AUDIT_MAX_LINES_PER_REQUEST, status: 200, decision: 'allowed' }
+  ]
+  for (const c of cases) {
+    const batch = Array.from({ length: c.messages }, () => rpc('ping'))
+    // A response in the batch is not an operation: it is neither itemised nor counted.
+    batch.splice(3, 0, { jsonrpc: '2.0', id: 'srv-1', result: {} })
+    const expected = Math.min(c.messages, AUDIT_MAX_LINES_PER_REQUEST) + (c.messages > AUDIT_MAX_LINES_PER_REQUEST ? 1 : 0)
+    const { status, lines } = await exchange(gw, file, c.path, JSON.stringify(batch), { lines: expected })
+    t.equal(status, c.status, `${c.path}, ${c.messages} messages: status`)
+    // Wait a little longer than the flush that brought the expected lines: any extra line would show.
+    await new Promise((resolve) => setTimeout(resolve, 1200))
+    const all = readLines(file).filter((l) => l.reqId === lines[0]!.reqId)
+    t.equal(all.length, expected, `${c.path}, ${c.messages} messages: ${expected} lines, no more`)
+    t.ok(all.slice(0, AUDIT_MAX_LINES_PER_REQUEST).every((l) => l.method === 'ping' && l.decision === c.decision), 'the first lines itemise the messages')
+    if (c.messages > AUDIT_MAX_LINES_PER_REQUEST) {
+      t.match(all.at(-1), { method: null, decision: c.decision, omittedMessages: c.messages - AUDIT_MAX_LINES_PER_REQUEST, subject: ALICE, route: c.path, upstreamStatus: c.status }, 'the last line counts the messages not itemised')
+    } else {
+      t.notOk(all.some((l) => 'omittedMessages' in l), 'no summary line at the bound')
+    }
+  }
 })
 
 t.test('a route without a policy: the body is parsed for the audit only', async (t) => {
