@@ -134,8 +134,26 @@ export interface IdleStreamsResult {
 }
 
 const MB = 1024 * 1024
-/** Descriptors a process needs besides the streams (listeners, pipes, epoll, files). */
+/** Descriptors a process needs besides the streams (listeners, pipes, epoll, files), before its own count is known. */
 const FD_HEADROOM = 256
+/** Descriptors kept free above a process's measured count plus its streams (a JWKS fetch, a log reopen). */
+const FD_MARGIN = 16
+/** The fallback N (when the asked N does not fit the fd limit) is rounded down to a multiple of this. */
+const FALLBACK_STEP = 25
+
+/**
+ * How many idle streams fit under the fd limit `limit`: each holds two
+ * descriptors in the gateway (the client's socket and the upstream leg) and
+ * one in the upstream. `gatewayBaseFds`: a fresh gateway's own descriptors
+ * (undefined: not yet read, FD_HEADROOM assumed). `fallback`: the largest
+ * that fits, rounded down to FALLBACK_STEP, measured instead of an N that does not.
+ */
+export function feasibleStreams (limit: number, gatewayBaseFds: number | undefined, upstreamFds: number): { gwMax: number, upFree: number, feasibleMax: number, fallback: number } {
+  const gwMax = Math.floor((limit - (gatewayBaseFds ?? FD_HEADROOM) - (gatewayBaseFds === undefined ? 0 : FD_MARGIN)) / 2)
+  const upFree = limit - upstreamFds - FD_MARGIN
+  const feasibleMax = Math.max(0, Math.min(gwMax, upFree))
+  return { gwMax, upFree, feasibleMax, fallback: Math.floor(feasibleMax / FALLBACK_STEP) * FALLBACK_STEP }
+}
 
 /**
  * For each N, on a gateway process of its own (started by `startGateway`, so
@@ -161,11 +179,16 @@ export async function idleStreams (rt: NodeRuntime, o: {
 }): Promise<IdleStreamsResult[]> {
   const out: IdleStreamsResult[] = []
   let measuredMax = 0
+  // A fresh gateway's own descriptors (stdio, epoll, listeners, log file), read before its
+  // streams open; it decides the largest N that fits the fd limit. Unknown until one N ran.
+  let gatewayBaseFds: number | undefined
 
   const measure = async (n: number, note: string | undefined, settle: boolean): Promise<IdleStreamsResult> => {
     const gw = await o.startGateway(`idle-gateway-${n}`)
     await sleep(1000)
-    const baseSockets = openFds(gw.child.pid).sockets
+    const base = openFds(gw.child.pid)
+    const baseSockets = base.sockets
+    gatewayBaseFds = Math.max(gatewayBaseFds ?? 0, base.fds)
     const baseRss = (rssBytes(gw.child.pid) ?? 0) / MB
     const upBase = openFds(o.upstream.pid).sockets
     o.log(`idle streams: opening ${n} through a fresh gateway`)
@@ -260,19 +283,17 @@ export async function idleStreams (rt: NodeRuntime, o: {
     const settle = n === largest
     // Every gateway and the upstream are spawned alike; read the limit the upstream got.
     const limit = nofileLimit(o.upstream.pid) ?? 1024
-    const upFree = limit - openFds(o.upstream.pid).fds - FD_HEADROOM
-    const gwMax = Math.floor((limit - FD_HEADROOM) / 2)
-    const feasibleMax = Math.min(gwMax, upFree)
+    const { gwMax, upFree, feasibleMax, fallback } = feasibleStreams(limit, gatewayBaseFds, openFds(o.upstream.pid).fds)
     if (n > feasibleMax) {
       const why = n > gwMax
-        ? `needs about ${(2 * n + FD_HEADROOM).toLocaleString('en-US')} descriptors in the gateway (${n} client + ${n} upstream sockets), but RLIMIT_NOFILE is ${limit} ` +
+        ? `needs about ${(2 * n + (gatewayBaseFds ?? FD_HEADROOM) + FD_MARGIN).toLocaleString('en-US')} descriptors in the gateway (${n} client + ${n} upstream sockets), but RLIMIT_NOFILE is ${limit} ` +
           '(the hard limit here; raising it needs CAP_SYS_RESOURCE: raise it before running the bench)'
-        : `needs about ${n + FD_HEADROOM} free descriptors in the upstream, but it has ${upFree + FD_HEADROOM} left of ${limit}`
+        : `needs about ${n + FD_MARGIN} free descriptors in the upstream, but it has ${upFree + FD_MARGIN} left of ${limit}`
       out.push({ n, status: 'skipped', reason: why })
-      const alt = Math.floor(feasibleMax / 500) * 500
+      const alt = fallback
       if (alt > measuredMax) {
         try {
-          out.push(await measure(alt, `the largest N (in steps of 500) this machine's fd limit allows, measured instead of ${n}`, settle))
+          out.push(await measure(alt, `the largest N (in steps of ${FALLBACK_STEP}) this machine's fd limit allows, measured instead of ${n}`, settle))
         } catch (err) {
           out.push({ n: alt, status: 'failed', reason: (err as Error).message })
         }
