@@ -194,7 +194,7 @@ export function createGateway (config: GatewayConfig, opts: GatewayOptions = {})
   const sessions = opts.sessions ?? createSessionBinder(config.sessions, redis, logger)
   // Client address (trustProxy), stream bounds and rate limits, shared by every route.
   const edge = registerEdge(app, config, redis)
-  for (const route of config.routes) registerMcpRoute(app, { route, authenticator, publicUrl: config.publicUrl, signingKeys, sessions, telemetry, audit, lane, ...edge })
+  for (const route of config.routes) registerMcpRoute(app, { route, authenticator, publicUrl: config.publicUrl, signingKeys, sessions, telemetry, audit, lane, maxBatchMessages: config.limits.maxBatchMessages, ...edge })
 
   // The lifecycle lives in Fastify's hooks, so an embedder driving the app (index.ts: ready, listen,
   // close) gets the same start and shutdown steps as listen()/close() below.

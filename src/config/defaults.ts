@@ -50,6 +50,13 @@ export const DEFAULT_MAX_TOKEN_BYTES = 8 * 1024
 /** Largest request body forwarded (bytes). MCP messages are small; tool arguments may carry documents. */
 export const DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 
+/**
+ * Most messages in one JSON-RPC batch on a policy route (messages); null: no cap. MCP 2025-03-26
+ * allows batches of any length and 2025-06-18 removed them, so the default refuses nothing a
+ * client may send; operators who want the bound set it (docs/security.md, "Known gaps").
+ */
+export const DEFAULT_MAX_BATCH_MESSAGES: number | null = null
+
 /** Upstream connect timeout. */
 export const DEFAULT_UPSTREAM_CONNECT_TIMEOUT_SECONDS = 10
 /** Time to wait for upstream response headers; longer is a 504. Tool calls can be slow. */

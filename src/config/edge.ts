@@ -30,7 +30,7 @@ export interface EdgeSettings {
   readonly allowedOrigins: readonly string[]
   readonly trustProxy: GatewayConfig['trustProxy']
   readonly rateLimits: RateLimitsConfig | undefined
-  readonly limits: Omit<GatewayConfig['limits'], 'maxBodyBytes' | 'maxTokenBytes'>
+  readonly limits: Omit<GatewayConfig['limits'], 'maxBodyBytes' | 'maxBatchMessages' | 'maxTokenBytes'>
 }
 
 const windowOf = (w: { max: number, windowSeconds: number } | undefined): RateWindow | undefined =>

@@ -411,6 +411,7 @@ function normalise (raw: RawConfig, baseDir: string, env: Env): GatewayConfig {
     routes: Object.freeze(routes),
     limits: Object.freeze({
       maxBodyBytes: raw.limits?.maxBodyBytes ?? D.DEFAULT_MAX_BODY_BYTES,
+      maxBatchMessages: raw.limits?.maxBatchMessages ?? D.DEFAULT_MAX_BATCH_MESSAGES,
       maxTokenBytes: raw.limits?.maxTokenBytes ?? D.DEFAULT_MAX_TOKEN_BYTES,
       ...edge.limits
     }),

@@ -556,6 +556,12 @@ export const configSchema = z.strictObject({
   limits: z.strictObject({
     /** Largest request body read (bytes); more gets 413. Default 4194304. */
     maxBodyBytes: z.number().int().positive().max(256 * 1024 * 1024, { message: 'too large: must be at most 268435456 bytes' }).optional(),
+    /**
+     * Most messages in one JSON-RPC batch on a route with a policy (the gateway reads and decides
+     * every message there); a longer batch gets 400 with JSON-RPC error -32600 and nothing is
+     * forwarded. Routes without a policy forward bodies as received. Default: no cap.
+     */
+    maxBatchMessages: z.number().int().positive({ message: 'not positive: must be at least 1 message' }).max(1_000_000, { message: 'too large: must be at most 1000000 messages' }).optional(),
     /** Longest bearer token accepted (characters); more gets 401. Default 8192. */
     maxTokenBytes: z.number().int().min(256, { message: 'too small: must be at least 256 bytes' }).max(16 * 1024, { message: 'too large: must be at most 16384 bytes' }).optional(),
     /** Largest request line plus headers (bytes); more gets 431. Default 16384. */

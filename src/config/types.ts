@@ -279,6 +279,8 @@ export interface GatewayConfig {
   readonly routes: readonly RouteConfig[]
   readonly limits: {
     readonly maxBodyBytes: number
+    /** Most messages in one JSON-RPC batch on a policy route; more get 400 (-32600). null: no cap. */
+    readonly maxBatchMessages: number | null
     readonly maxTokenBytes: number
     /** Request line plus headers; more gets 431 (Node maxHeaderSize). */
     readonly maxHeaderBytes: number

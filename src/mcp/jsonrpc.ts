@@ -82,6 +82,8 @@ export interface JsonRpcBodyError {
   readonly message: string
   /** The request's id when it could be read (invalid params of a single request), else null (§5). */
   readonly id: JsonRpcId
+  /** Set when the body is a batch longer than the cap given to {@link parseJsonRpc}. */
+  readonly batchTooLong?: true
 }
 
 /**
@@ -115,6 +117,11 @@ export function kindOf (msg: JsonRpcMessage): JsonRpcMessageKind {
 }
 
 const PARSE_ERROR: JsonRpcBodyError = Object.freeze({ ok: false, code: JSONRPC_PARSE_ERROR, message: 'Parse error', id: null })
+/** A batch longer than `limits.maxBatchMessages`: -32600, the whole batch refused (JSON-RPC 2.0 §6 has no partial acceptance). */
+function batchTooLong (max: number): JsonRpcBodyError {
+  return { ok: false, code: JSONRPC_INVALID_REQUEST, message: `Invalid Request: a batch may hold at most ${max} messages`, id: null, batchTooLong: true }
+}
+
 const TOO_DEEP: JsonRpcBodyError = Object.freeze({ ok: false, code: JSONRPC_INVALID_REQUEST, message: `Invalid Request: nested deeper than ${MAX_JSON_RPC_DEPTH} levels`, id: null })
 const INVALID_REQUEST: JsonRpcBodyError = Object.freeze({ ok: false, code: JSONRPC_INVALID_REQUEST, message: 'Invalid Request', id: null })
 
@@ -181,7 +188,7 @@ function checkMessage (v: unknown): JsonRpcBodyError | undefined {
  * element makes the whole batch invalid (-32600): the gateway forwards all of
  * a batch or none of it.
  */
-export function parseJsonRpc (body: Buffer | undefined): JsonRpcBody | JsonRpcBodyError {
+export function parseJsonRpc (body: Buffer | undefined, maxBatchMessages: number | null = null): JsonRpcBody | JsonRpcBodyError {
   if (body === undefined || body.length === 0) return PARSE_ERROR
   // The body is re-serialised for the upstream; JSON.stringify recurses and would overflow the stack.
   if (nestedDeeperThan(body, MAX_JSON_RPC_DEPTH)) return TOO_DEEP
@@ -193,6 +200,8 @@ export function parseJsonRpc (body: Buffer | undefined): JsonRpcBody | JsonRpcBo
   }
   if (Array.isArray(value)) {
     if (value.length === 0) return INVALID_REQUEST
+    // Before any element is read: the cost of a refused batch does not grow with its length.
+    if (maxBatchMessages !== null && value.length > maxBatchMessages) return batchTooLong(maxBatchMessages)
     for (let i = 0; i < value.length; i++) {
       const err = checkMessage(value[i])
       if (err !== undefined) return err.code === JSONRPC_INVALID_PARAMS ? { ...err, id: null } : err

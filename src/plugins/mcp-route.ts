@@ -85,6 +85,8 @@ export interface McpRouteDeps {
   readonly audit?: AuditWriter | undefined
   /** The lane (plugins/lane.ts) the route joins, unless it has rate limits; undefined: Fastify only. */
   readonly lane?: Lane | undefined
+  /** `limits.maxBatchMessages`: most messages in a batch on a policy route; undefined or null: no cap. */
+  readonly maxBatchMessages?: number | null
 }
 
 
@@ -160,6 +162,7 @@ export function registerMcpRoute (app: FastifyInstance, deps: McpRouteDeps): voi
   // Bound once: the request path records into this route's own cells.
   const tel = telemetry.route(route.id)
   const audit = deps.audit
+  const maxBatchMessages = deps.maxBatchMessages ?? null
   const denialLabel = route.policy === undefined ? undefined : compileDenialLabel(route.policy)
   const limits = deps.rateLimits?.forRoute(route.id, cors, tel)
   const clientAddress = deps.clientAddress ?? SOCKET_ONLY
@@ -423,10 +426,10 @@ export function registerMcpRoute (app: FastifyInstance, deps: McpRouteDeps): voi
       x.sendError(415, 'unsupported_media_type', 'The request content type is not supported')
       return
     }
-    const parsed = parseJsonRpc(buf)
+    const parsed = parseJsonRpc(buf, maxBatchMessages)
     if (audit !== undefined) x.audit = parsed.ok ? { messages: parsed.messages } : { parseError: parsed.message }
     if (!parsed.ok) {
-      x.outcome = 'invalid_request'
+      x.outcome = parsed.batchTooLong === true ? 'batch_too_long' : 'invalid_request'
       x.sendJsonRpcError(400, jsonRpcError(parsed.id, parsed.code, parsed.message))
       return
     }

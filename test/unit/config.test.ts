@@ -210,7 +210,7 @@ t.test('valid full config is normalised', async (t) => {
     },
   ]);
 
-  t.strictSame(config.limits, { maxBodyBytes: 1_048_576, maxTokenBytes: 4096, maxHeaderBytes: 16_384, headersTimeoutMs: 10_000, requestTimeoutMs: 60_000, maxStreams: 10_000, maxStreamsPerPrincipal: 100 });
+  t.strictSame(config.limits, { maxBodyBytes: 1_048_576, maxBatchMessages: null, maxTokenBytes: 4096, maxHeaderBytes: 16_384, headersTimeoutMs: 10_000, requestTimeoutMs: 60_000, maxStreams: 10_000, maxStreamsPerPrincipal: 100 });
   t.strictSame(config.tokenCache, { maxEntries: 0 });
   t.equal(config.mirrorAuthorizationServerMetadata, undefined);
   t.equal(config.logLevel, 'debug');
@@ -261,7 +261,7 @@ t.test('valid minimal config gets every default', async (t) => {
   });
   t.strictSame(r.claimHeaders, []);
   t.strictSame(r.timeouts, { connectMs: 10_000, headersMs: 300_000, idleMs: 300_000 });
-  t.strictSame(config.limits, { maxBodyBytes: 4 * 1024 * 1024, maxTokenBytes: 8 * 1024, maxHeaderBytes: 16 * 1024, headersTimeoutMs: 10_000, requestTimeoutMs: 60_000, maxStreams: 10_000, maxStreamsPerPrincipal: 100 });
+  t.strictSame(config.limits, { maxBodyBytes: 4 * 1024 * 1024, maxBatchMessages: null, maxTokenBytes: 8 * 1024, maxHeaderBytes: 16 * 1024, headersTimeoutMs: 10_000, requestTimeoutMs: 60_000, maxStreams: 10_000, maxStreamsPerPrincipal: 100 });
   t.strictSame(r.allowedOrigins, ['https://mcp.example.com'], 'browser origins: publicUrl only by default');
   t.equal(config.trustProxy, false, 'no proxy is trusted by default');
   t.equal(config.rateLimits, undefined, 'no rate limit by default');
@@ -560,4 +560,23 @@ t.test('a secret file readable by others is accepted with a warning', async (t) 
   chmodSync(file, 0o644);
   const config = parseConfig(MINIMAL.replace('  - issuer: https://as.example.com\n', `  - issuer: https://as.example.com\n    sharedSecret: { fromFile: ${file} }\n`), { env: {}, baseDir: dir });
   t.ok(config.warnings.some((w) => w === `authorizationServers[0].sharedSecret.fromFile: ${file} is readable by group or others: restrict it to mode 0600`));
+});
+
+t.test('limits.maxBatchMessages: a whole number of messages from 1 to 1000000; absent: no cap (null)', async (t) => {
+  t.equal(parse(MINIMAL).limits.maxBatchMessages, null, 'absent: no cap');
+  t.equal(parse(`limits:\n  maxBatchMessages: 1\n${MINIMAL}`).limits.maxBatchMessages, 1);
+  t.equal(parse(`limits:\n  maxBatchMessages: 1000000\n${MINIMAL}`).limits.maxBatchMessages, 1_000_000);
+  const bad: Array<[string, RegExp]> = [
+    ['0', /^limits\.maxBatchMessages: not positive: must be at least 1 message$/],
+    ['-5', /^limits\.maxBatchMessages: not positive: must be at least 1 message$/],
+    ['1.5', /^limits\.maxBatchMessages: not an integer: /],
+    ['1000001', /^limits\.maxBatchMessages: too large: must be at most 1000000 messages$/],
+    ['"100"', /^limits\.maxBatchMessages: /],
+    ['null', /^limits\.maxBatchMessages: /]
+  ];
+  for (const [value, expected] of bad) {
+    const problems = problemsOf(t, () => parse(`limits:\n  maxBatchMessages: ${value}\n${MINIMAL}`));
+    t.equal(problems.length, 1, `${value}: one problem`);
+    t.match(problems[0], expected, `${value}: ${problems[0]}`);
+  }
 });

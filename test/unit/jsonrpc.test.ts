@@ -166,6 +166,32 @@ t.test('parseJsonRpc: invalid bodies get the JSON-RPC error to answer with', asy
   }
 });
 
+t.test('parseJsonRpc with a batch cap (limits.maxBatchMessages): longer batches refused before any element is read', async (t) => {
+  const msg = (i: number): string => `{"jsonrpc":"2.0","id":${i},"method":"ping"}`;
+  const batch = (n: number): string => `[${Array.from({ length: n }, (_, i) => msg(i)).join(',')}]`;
+  // [body, cap, accepted]
+  const rows: Array<[string, string, number | null, boolean]> = [
+    ['3 messages', batch(3), 3, true],
+    ['4 messages', batch(4), 3, false],
+    ['1 message in a batch', batch(1), 1, true],
+    ['2 messages', batch(2), 1, false],
+    ['a single message is not a batch', msg(1), 1, true],
+    ['no cap: 10,000 messages', batch(10_000), null, true],
+    ['4 messages, the last invalid: the cap answers first', `[${msg(1)},${msg(2)},${msg(3)},{"jsonrpc":"1.0"}]`, 3, false],
+  ];
+  for (const [name, text, cap, accepted] of rows) {
+    const r = parseJsonRpc(b(text), cap);
+    t.equal(r.ok, accepted, `${name}, cap ${String(cap)}: ${accepted ? 'accepted' : 'refused'}`);
+    if (!r.ok) {
+      t.strictSame(r, { ok: false, code: JSONRPC_INVALID_REQUEST, message: `Invalid Request: a batch may hold at most ${cap} messages`, id: null, batchTooLong: true }, `${name}: -32600, id null, marked batchTooLong`);
+    } else {
+      t.equal(r.messages.length, text.startsWith('[') ? JSON.parse(text).length : 1, `${name}: every message kept`);
+    }
+  }
+  const invalid = parseJsonRpc(b(`[${msg(1)},{"jsonrpc":"1.0"}]`), 3);
+  t.ok(!invalid.ok && invalid.batchTooLong === undefined, 'an invalid batch within the cap is an ordinary -32600, not batchTooLong');
+});
+
 t.test('nesting depth is bounded (the body is re-serialised; JSON.stringify recurses)', async (t) => {
   const deep = (n: number): string => `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","arguments":${'['.repeat(n)}${']'.repeat(n)}}}`;
   // The message and params objects are two levels: 254 arrays inside them make 256.

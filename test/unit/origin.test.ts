@@ -141,7 +141,7 @@ limits: { maxHeaderBytes: 32768, headersTimeoutSeconds: 5, requestTimeoutSeconds
     perPrincipal: { max: 10, windowMs: 60_000, key: 'subject' },
     perTool: { max: 2, windowMs: 60_000 }
   })
-  t.strictSame(c.limits, { maxBodyBytes: 4 * 1024 * 1024, maxTokenBytes: 8192, maxHeaderBytes: 32768, headersTimeoutMs: 5000, requestTimeoutMs: 30_000, maxStreams: 50, maxStreamsPerPrincipal: 5 })
+  t.strictSame(c.limits, { maxBodyBytes: 4 * 1024 * 1024, maxBatchMessages: null, maxTokenBytes: 8192, maxHeaderBytes: 32768, headersTimeoutMs: 5000, requestTimeoutMs: 30_000, maxStreams: 50, maxStreamsPerPrincipal: 5 })
   t.ok(c.warnings.some((w) => w.startsWith('rateLimits.perTool applies only to routes with a policy') && w.endsWith('/a, /b')), 'perTool without a policy route warns, naming the routes')
   const trustAll = parseConfig(BASE + 'trustProxy: true\n', { env: {} })
   t.ok(trustAll.warnings.some((w) => w.startsWith('trustProxy is true')), 'trustProxy: true warns')
