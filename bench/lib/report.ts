@@ -126,7 +126,7 @@ export function markdown (r: BenchResults): string {
   if (r.streaming.idle.length > 0) {
     out.push('### Idle SSE streams held open through the gateway', '')
     const rel = r.streaming.idle.find((x) => x.releaseS !== undefined)?.releaseS ?? 0
-    out.push(`| N | established | gateway RSS MB (fresh process before) | KB per stream | open fds | sockets | gateway CPU while idle, % of a core | ${rel} s after the clients closed: gateway sockets / upstream legs still open | note |`)
+    out.push(`| N | established | gateway RSS MB (fresh process before) | KB per stream | open fds | sockets | gateway CPU while idle, % of a core | gateway sockets / upstream legs still open after the clients closed (read once both are released, at most ${rel} s later) | note |`)
     out.push('|---|---|---|---|---|---|---|---|---|')
     for (const x of r.streaming.idle) {
       if (x.status === 'skipped' || x.established === undefined) {

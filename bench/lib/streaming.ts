@@ -119,9 +119,9 @@ export interface IdleStreamsResult {
   holdS?: number
   /** Seconds the release was watched for, after the clients closed. */
   releaseS?: number
-  /** Gateway sockets above its baseline `releaseS` after the clients closed (0: all released). */
+  /** Gateway sockets above its baseline once it and the upstream released their legs, or `releaseS` after the clients closed (0: all released). */
   socketsAfterClose?: number
-  /** Upstream sockets above its baseline at that moment (upstream legs the gateway kept open). */
+  /** Upstream sockets above its baseline at that moment (legs the gateway kept open, or the upstream had not closed yet). */
   upstreamSocketsAfterClose?: number
   /** Seconds the streams were held after `rssMB` was read, for the settled figure (largest N only). */
   settleS?: number
@@ -245,7 +245,9 @@ export async function idleStreams (rt: NodeRuntime, o: {
       await stopChild(holder, 2000)
       holderStopped = true
       const deadline = Date.now() + o.releaseS * 1000
-      while (Date.now() < deadline && openFds(gw.child.pid).sockets > baseSockets + 10) await sleep(200)
+      // Both ends: the upstream closes its side of a leg only after it has read the gateway's FIN,
+      // so its count lags (read the moment the gateway's had dropped: 120 of 9,975 still open once).
+      while (Date.now() < deadline && (openFds(gw.child.pid).sockets > baseSockets + 10 || openFds(o.upstream.pid).sockets > upBase + 10)) await sleep(200)
       const after = openFds(gw.child.pid).sockets
       const upAfter = openFds(o.upstream.pid).sockets
       return {
