@@ -32,7 +32,12 @@ LABEL org.opencontainers.image.title="mcp-auth-gateway" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.licenses="MIT" \
       org.opencontainers.image.base.name="docker.io/library/node:24-bookworm-slim"
+# NODE_OPTIONS: Node 24 lets V8's young generation grow to 128 MB (Node 20: 32 MB). Capped at
+# Node 20's size, 9,975 idle SSE streams took 339 MB instead of 407 and 10 s of request load
+# 167 MB instead of 187, with no CPU difference beyond the run-to-run spread (BENCHMARKS.md).
+# Setting NODE_OPTIONS at run time replaces it.
 ENV NODE_ENV=production \
+    NODE_OPTIONS=--max-semi-space-size=16 \
     MCP_GATEWAY_CONFIG=/etc/mcp-auth-gateway/gateway.yaml \
     MCP_GATEWAY_PORT=8080
 WORKDIR /app
