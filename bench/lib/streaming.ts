@@ -148,11 +148,13 @@ const FALLBACK_STEP = 25
  * (undefined: not yet read, FD_HEADROOM assumed). `fallback`: the largest
  * that fits, rounded down to FALLBACK_STEP, measured instead of an N that does not.
  */
-export function feasibleStreams (limit: number, gatewayBaseFds: number | undefined, upstreamFds: number): { gwMax: number, upFree: number, feasibleMax: number, fallback: number } {
-  const gwMax = Math.floor((limit - (gatewayBaseFds ?? FD_HEADROOM) - (gatewayBaseFds === undefined ? 0 : FD_MARGIN)) / 2)
+export function feasibleStreams (limit: number, gatewayBaseFds: number | undefined, upstreamFds: number): { gwReserved: number, gwMax: number, upFree: number, feasibleMax: number, fallback: number } {
+  // The gateway's descriptors besides its streams.
+  const gwReserved = gatewayBaseFds === undefined ? FD_HEADROOM : gatewayBaseFds + FD_MARGIN
+  const gwMax = Math.floor((limit - gwReserved) / 2)
   const upFree = limit - upstreamFds - FD_MARGIN
   const feasibleMax = Math.max(0, Math.min(gwMax, upFree))
-  return { gwMax, upFree, feasibleMax, fallback: Math.floor(feasibleMax / FALLBACK_STEP) * FALLBACK_STEP }
+  return { gwReserved, gwMax, upFree, feasibleMax, fallback: Math.floor(feasibleMax / FALLBACK_STEP) * FALLBACK_STEP }
 }
 
 /**
@@ -285,10 +287,10 @@ export async function idleStreams (rt: NodeRuntime, o: {
     const settle = n === largest
     // Every gateway and the upstream are spawned alike; read the limit the upstream got.
     const limit = nofileLimit(o.upstream.pid) ?? 1024
-    const { gwMax, upFree, feasibleMax, fallback } = feasibleStreams(limit, gatewayBaseFds, openFds(o.upstream.pid).fds)
+    const { gwReserved, gwMax, upFree, feasibleMax, fallback } = feasibleStreams(limit, gatewayBaseFds, openFds(o.upstream.pid).fds)
     if (n > feasibleMax) {
       const why = n > gwMax
-        ? `needs about ${(2 * n + (gatewayBaseFds ?? FD_HEADROOM) + FD_MARGIN).toLocaleString('en-US')} descriptors in the gateway (${n} client + ${n} upstream sockets), but RLIMIT_NOFILE is ${limit} ` +
+        ? `needs about ${(2 * n + gwReserved).toLocaleString('en-US')} descriptors in the gateway (${n} client + ${n} upstream sockets), but RLIMIT_NOFILE is ${limit} ` +
           '(the hard limit here; raising it needs CAP_SYS_RESOURCE: raise it before running the bench)'
         : `needs about ${n + FD_MARGIN} free descriptors in the upstream, but it has ${upFree + FD_MARGIN} left of ${limit}`
       out.push({ n, status: 'skipped', reason: why })

@@ -23,6 +23,7 @@ t.test('feasibleStreams: two descriptors per stream in the gateway, its own coun
     const r = feasibleStreams(limit, gw, up)
     t.equal(r.feasibleMax, max, `limit ${limit}, gateway ${String(gw)}, upstream ${up}: largest N`)
     t.equal(r.fallback, fallback, `limit ${limit}, gateway ${String(gw)}, upstream ${up}: fallback N`)
-    t.ok(r.feasibleMax === 0 || 2 * r.feasibleMax + (gw ?? 256) <= limit, 'the gateway stays under the limit')
+    t.equal(r.gwReserved, gw === undefined ? 256 : gw + 16, 'descriptors reserved besides the streams')
+    t.ok(r.feasibleMax === 0 || 2 * r.feasibleMax + r.gwReserved <= limit, 'the gateway stays under the limit')
   }
 })
