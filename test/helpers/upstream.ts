@@ -405,3 +405,35 @@ export async function startEverything(mode: 'streamableHttp' | 'sse'): Promise<{
   }
   return { origin: `http://127.0.0.1:${port}`, close };
 }
+
+/** One request body as a {@link startRecordingUpstream} received it, byte for byte. */
+export interface RecordedBody {
+  method: string;
+  url: string;
+  body: Buffer;
+}
+
+/**
+ * A plain node:http upstream (not MCP) for asserting exactly what the gateway
+ * forwarded: it records every request's body bytes, then answers 200 JSON with
+ * `answer(body)` (default `{}`).
+ */
+export async function startRecordingUpstream(answer: (body: Buffer) => string = () => '{}'): Promise<{ origin: string; bodies: RecordedBody[]; close(): Promise<void> }> {
+  const bodies: RecordedBody[] = [];
+  const server: Server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const body = Buffer.concat(chunks);
+      bodies.push({ method: req.method ?? '', url: req.url ?? '', body });
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(answer(body));
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    origin: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    bodies,
+    close: async () => { await new Promise<void>((resolve) => server.close(() => resolve())); },
+  };
+}

@@ -9,8 +9,6 @@
  * only on opt-in; never a token.
  */
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
-import { createServer, type IncomingMessage, type Server } from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
@@ -18,7 +16,7 @@ import { randomBytes } from 'node:crypto'
 import t from 'tap'
 import { stringify } from 'yaml'
 import { startAuthServer } from '../helpers/as.js'
-import { startStatelessUpstream } from '../helpers/upstream.js'
+import { startRecordingUpstream, startStatelessUpstream } from '../helpers/upstream.js'
 import { startGateway, mcpHeaders, type RunningGateway } from '../helpers/gateway.js'
 import { eventually } from '../helpers/cli.js'
 import { parseConfig } from '../../src/config/load.js'
@@ -35,21 +33,12 @@ as.registerResource({ url: RESOURCE, scope: 'mcp:tools mcp:admin' })
 const up = await startStatelessUpstream({ jsonResponse: true })
 
 /** A plain upstream that records each request's exact body bytes and answers 200 {}. */
-const rawBodies: Array<{ method: string, url: string, body: Buffer }> = []
-const raw: Server = createServer((req: IncomingMessage, res) => {
-  const chunks: Buffer[] = []
-  req.on('data', (c: Buffer) => chunks.push(c))
-  req.on('end', () => {
-    rawBodies.push({ method: req.method ?? '', url: req.url ?? '', body: Buffer.concat(chunks) })
-    res.writeHead(200, { 'content-type': 'application/json' })
-    res.end('{}')
-  })
-})
-await new Promise<void>((resolve) => raw.listen(0, '127.0.0.1', resolve))
-const rawOrigin = `http://127.0.0.1:${(raw.address() as AddressInfo).port}`
+const raw = await startRecordingUpstream()
+const rawBodies = raw.bodies
+const rawOrigin = raw.origin
 t.teardown(async () => {
   await up.close()
-  await new Promise<void>((resolve) => raw.close(() => resolve()))
+  await raw.close()
   await as.close()
   rmSync(dir, { recursive: true, force: true })
 })

@@ -9,11 +9,9 @@
  * Fastify (cache miss); later ones with the same token take the lane
  * (plugins/lane.ts).
  */
-import { createServer, type Server } from 'node:http'
-import type { AddressInfo } from 'node:net'
 import t from 'tap'
 import { startAuthServer } from '../helpers/as.js'
-import { startStatelessUpstream } from '../helpers/upstream.js'
+import { startRecordingUpstream, startStatelessUpstream } from '../helpers/upstream.js'
 import { startGateway, mcpHeaders } from '../helpers/gateway.js'
 import { eventually } from '../helpers/cli.js'
 
@@ -23,22 +21,14 @@ const as = await startAuthServer()
 as.registerResource({ url: RESOURCE, scope: 'mcp:tools mcp:admin' })
 const sdk = await startStatelessUpstream({ jsonResponse: true })
 
-/** Bodies that reached the recording upstream, per path. It answers every POST with 200 and a JSON-RPC result per request. */
-const received: Array<{ url: string, body: string }> = []
-const recorder: Server = createServer((req, res) => {
-  const chunks: Buffer[] = []
-  req.on('data', (c: Buffer) => chunks.push(c))
-  req.on('end', () => {
-    const body = Buffer.concat(chunks).toString('utf8')
-    received.push({ url: req.url ?? '', body })
-    const parsed = JSON.parse(body) as unknown
-    const answer = (m: { id?: unknown }): unknown => ({ jsonrpc: '2.0', id: m.id, result: {} })
-    res.writeHead(200, { 'content-type': 'application/json' })
-    res.end(JSON.stringify(Array.isArray(parsed) ? parsed.map(answer) : answer(parsed as { id?: unknown })))
-  })
+/** The recording upstream: one JSON-RPC result per request of the body it got. */
+const recorder = await startRecordingUpstream((body) => {
+  const parsed = JSON.parse(body.toString('utf8')) as unknown
+  const answer = (m: { id?: unknown }): unknown => ({ jsonrpc: '2.0', id: m.id, result: {} })
+  return JSON.stringify(Array.isArray(parsed) ? parsed.map(answer) : answer(parsed as { id?: unknown }))
 })
-await new Promise<void>((resolve) => recorder.listen(0, '127.0.0.1', resolve))
-const recorderOrigin = `http://127.0.0.1:${(recorder.address() as AddressInfo).port}`
+const received = recorder.bodies
+const recorderOrigin = recorder.origin
 
 const gw = await startGateway(() => ({
   authorizationServers: [{ issuer: as.issuer, audience: RESOURCE }],
@@ -52,7 +42,7 @@ const gw = await startGateway(() => ({
 t.teardown(async () => {
   await gw.close()
   await sdk.close()
-  await new Promise<void>((resolve) => recorder.close(() => resolve()))
+  await recorder.close()
   await as.close()
 })
 
@@ -91,7 +81,7 @@ t.test('a policy route refuses a batch longer than the cap, on the Fastify path 
     t.equal(r.status, status, `${name}: ${status}`)
     if (forwarded) {
       t.equal(received.length, before + 1, `${name}: forwarded once`)
-      t.same(JSON.parse(received.at(-1)!.body), body, `${name}: the upstream got the authorised body`)
+      t.same(JSON.parse(received.at(-1)!.body.toString('utf8')), body, `${name}: the upstream got the authorised body`)
     } else {
       t.equal(received.length, before, `${name}: nothing reached the upstream`)
       t.equal(r.text, refusal, `${name}: one -32600 error, id null, naming the cap`)
@@ -108,7 +98,7 @@ t.test('routes without a policy forward batches of any length as received', asyn
     const r = await post('/plain', accessToken, body)
     t.equal(r.status, 200, `${n} messages: the upstream's answer`)
     t.equal(received.length, before + 1, `${n} messages: forwarded`)
-    t.equal(received.at(-1)!.body, body, `${n} messages: byte for byte`)
+    t.equal(received.at(-1)!.body.toString('utf8'), body, `${n} messages: byte for byte`)
   }
 })
 
