@@ -340,9 +340,10 @@ export async function runBench (opts: BenchOptions, log: Log): Promise<BenchResu
     // ---- start everything (in parallel; each failure only removes its system)
     log('starting the systems under test')
     const upstreamP = startBareUpstream(rt, dir)
-    const sdkP = has('sdk-direct') || has('sdk-gateway') ? startSdkUpstream(rt, dir) : undefined
+    const sdkIds: SystemId[] = ['sdk-direct', 'sdk-floor', 'sdk-gateway']
+    const sdkP = sdkIds.some(has) ? startSdkUpstream(rt, dir) : undefined
     const upstream = await upstreamP
-    const sdk = await sdkP?.catch((err: unknown) => { fail('sdk-direct', (err as Error).message); fail('sdk-gateway', (err as Error).message); return undefined })
+    const sdk = await sdkP?.catch((err: unknown) => { for (const id of sdkIds) fail(id, (err as Error).message); return undefined })
     const gwRoutes: GatewayRoute[] = [
       { path: '/mcp', upstream: `${upstream.origin}/mcp` },
       { path: '/ticks', upstream: `${tick.origin}/ticks` },
@@ -380,7 +381,7 @@ export async function runBench (opts: BenchOptions, log: Log): Promise<BenchResu
     const nginxBin = needTool('nginx', 'nginx')
     const haproxyBinJwt = needTool('haproxy-jwt', 'haproxy')
     const haproxyBinPlain = needTool('haproxy-plain', 'haproxy')
-    const [gw, coldA, coldB, nginx, hapJwt, hapPlain, express, expressKa, fastifyProxy, nodeUndici, nodeAnswer] = await Promise.all([
+    const [gw, coldA, coldB, nginx, hapJwt, hapPlain, express, expressKa, fastifyProxy, nodeUndici, nodeAnswer, sdkFloor] = await Promise.all([
       tryStart(['gateway', 'sdk-gateway'], has('gateway') || has('sdk-gateway') ? startGateway(rt, dir, { ...gwOpts, ...introspecting, name: 'gateway', jwksUri: jwks.uri('main'), routes: gwRoutes }) : undefined),
       // Two more gateways for the cold-token figures, idle until then.
       has('gateway') ? startGateway(rt, dir, { ...gwOpts, name: 'cold-a', jwksUri: jwks.uri('cold-a'), routes: [gwRoutes[0]!] }).catch(() => undefined) : undefined,
@@ -392,7 +393,8 @@ export async function runBench (opts: BenchOptions, log: Log): Promise<BenchResu
       tryStart(['express-keepalive'], has('express-keepalive') ? startExpressBaseline(rt, dir, { upstream: upstream.origin, issuer: jwks.issuer, jwksUri: jwks.uri('main'), keepAlive: true }) : undefined),
       tryStart(['fastify-http-proxy-jose'], has('fastify-http-proxy-jose') ? startFastifyHttpProxy(rt, dir, { upstream: upstream.origin, issuer: jwks.issuer, jwksUri: jwks.uri('main') }) : undefined),
       tryStart(['node-undici-jose'], has('node-undici-jose') ? startNodeUndici(rt, dir, { upstream: upstream.origin, issuer: jwks.issuer, jwksUri: jwks.uri('main') }) : undefined),
-      tryStart(['node-answer'], has('node-answer') ? startNodeAnswer(rt, dir) : undefined)
+      tryStart(['node-answer'], has('node-answer') ? startNodeAnswer(rt, dir) : undefined),
+      tryStart(['sdk-floor'], has('sdk-floor') && sdk !== undefined ? startNodeUndici(rt, dir, { upstream: sdk.origin, issuer: jwks.issuer, jwksUri: jwks.uri('main') }, 'sdk-floor') : undefined)
     ])
     const coldReadyAt = Date.now()
 
@@ -431,6 +433,7 @@ export async function runBench (opts: BenchOptions, log: Log): Promise<BenchResu
     if (opaqueToken !== undefined) add('gateway-introspection', gw, '/opaque', { upstream: upstream.child, auth: true, token: opaqueToken })
     if (sdk !== undefined) {
       add('sdk-direct', sdk, '/mcp', { sdk: true, auth: false })
+      add('sdk-floor', sdkFloor, '/mcp', { upstream: sdk.child, sdk: true, auth: true })
       add('sdk-gateway', gw, '/sdk', { upstream: sdk.child, sdk: true, auth: true })
     }
     for (const t of targets) {
@@ -686,6 +689,7 @@ export async function runBench (opts: BenchOptions, log: Log): Promise<BenchResu
   }
   for (const r of CPU_RATIOS) ratio(`CPU per request, ${r.num} / ${r.den}`, r.num, r.den, 'cpuUsPerReq')
   ratio('throughput with a real SDK upstream, through the gateway / direct', 'sdk-gateway', 'sdk-direct', 'rps')
+  ratio('throughput with a real SDK upstream, through the leanest Node proxy / direct', 'sdk-floor', 'sdk-direct', 'rps')
   results.meta.wallS = (Date.now() - t0) / 1000
   return results
 }

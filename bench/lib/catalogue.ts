@@ -2,7 +2,7 @@
 
 export type SystemId =
   | 'direct' | 'nginx' | 'haproxy-plain' | 'haproxy-jwt' | 'express-sdk' | 'express-keepalive'
-  | 'fastify-http-proxy-jose' | 'node-answer' | 'node-undici-jose' | 'gateway' | 'gateway-policy' | 'gateway-introspection' | 'sdk-direct' | 'sdk-gateway'
+  | 'fastify-http-proxy-jose' | 'node-answer' | 'node-undici-jose' | 'gateway' | 'gateway-policy' | 'gateway-introspection' | 'sdk-direct' | 'sdk-floor' | 'sdk-gateway'
 
 export interface SystemInfo {
   id: SystemId
@@ -43,6 +43,8 @@ export const CATALOGUE: readonly SystemInfo[] = [
     default: true
   },
   { id: 'sdk-direct', label: 'real MCP SDK server (stateless, JSON responses) directly', group: 'real', default: true },
+  // The bound for the gateway's figure: what any Node proxy loses in front of this upstream.
+  { id: 'sdk-floor', label: 'real MCP SDK server through the leanest Node proxy (node:http + undici + jose + cache)', group: 'real', default: true },
   { id: 'sdk-gateway', label: 'real MCP SDK server through the gateway', group: 'real', default: true }
 ]
 

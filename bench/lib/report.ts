@@ -1,5 +1,6 @@
 /** The results as markdown tables and as an SVG bar chart (hand-written, no chart library). */
 import type { BenchResults, DelayPair, SystemRecord } from './bench.js'
+import type { SystemId } from './catalogue.js'
 import { spread, type Spread } from './stats.js'
 
 const f = (x: number | undefined, digits = 1): string => x === undefined || !Number.isFinite(x) ? '–' : x.toFixed(digits)
@@ -91,8 +92,12 @@ export function markdown (r: BenchResults): string {
       }
       out.push(`| ${name(s)} | ${spInt(x.rps)} | ${sp(x.p50Ms, 2)} | ${sp(x.p99Ms, 2)} | ${int(x.errorsTotal)} of ${int(x.requestsTotal)} | ${sp(x.cpuUsPerReq)}${s.id === 'sdk-direct' ? ' ¹' : ''} | ${sp(x.upstreamCpuUsPerReq)} |`)
     }
-    const t = r.ratios.find((x) => x.metric === 'rps')
-    if (t !== undefined) out.push('', `Throughput through the gateway / direct, per round: ${t.perRound.map((p) => f(p.value, 2)).join(', ')}; median **${sp(t.spread, 2)}**.`)
+    const through = (num: SystemId, what: string): void => {
+      const t = r.ratios.find((x) => x.metric === 'rps' && x.num === num)
+      if (t !== undefined) out.push('', `Throughput through ${what} / direct, per round: ${t.perRound.map((p) => f(p.value, 2)).join(', ')}; median **${sp(t.spread, 2)}**.`)
+    }
+    through('sdk-gateway', 'the gateway')
+    through('sdk-floor', 'the leanest Node proxy')
     out.push('')
   }
 

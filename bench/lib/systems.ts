@@ -82,8 +82,9 @@ export async function startNodeAnswer (rt: NodeRuntime, dir: string): Promise<St
   return await startNodeScript(rt, 'node-answer', 'bench/procs/node-answer.ts', {}, dir)
 }
 
-export async function startNodeUndici (rt: NodeRuntime, dir: string, o: { upstream: string, issuer: string, jwksUri: string }): Promise<Started> {
-  return await startJoseProxy(rt, dir, 'node-undici-jose', 'bench/procs/node-undici.ts', o)
+/** The leanest Node proxy; `name` tells its instances apart (one per upstream). */
+export async function startNodeUndici (rt: NodeRuntime, dir: string, o: { upstream: string, issuer: string, jwksUri: string }, name = 'node-undici-jose'): Promise<Started> {
+  return await startJoseProxy(rt, dir, name, 'bench/procs/node-undici.ts', o)
 }
 
 // ---------------------------------------------------------------- gateway
