@@ -56,6 +56,25 @@ const IMAGE_CONFIG_PATH = (() => {
 // ---------------------------------------------------------------------------
 // helpers
 
+const MIB = 1024 * 1024
+/**
+ * What a gateway holding `streams` idle SSE streams needs, from BENCHMARKS.md (Node 24 as
+ * the image runs it, the runtime with the largest figures): a fresh process ~110 MB, each
+ * idle stream ~24 KB (23.1–23.9 KB measured), and headroom for request load (~60–80 MB
+ * measured under wrk at 10 connections). The same rule is in docs/configuration.md.
+ */
+function sizeFor (streams: number): number {
+  return 110 * MIB + streams * 24 * 1024 + 80 * MIB
+}
+
+/** A Kubernetes memory quantity in bytes; only the forms deploy/ uses (Ki, Mi, Gi, plain). */
+function memoryBytes (q: unknown): number {
+  const m = /^(\d+)(Ki|Mi|Gi)?$/.exec(String(q))
+  if (m === null) throw new Error(`not a memory quantity this test reads: ${String(q)}`)
+  const unit = m[2] === undefined ? 1 : { Ki: 1024, Mi: MIB, Gi: 1024 * MIB }[m[2] as 'Ki' | 'Mi' | 'Gi']
+  return Number(m[1]) * unit
+}
+
 /** Every YAML document of a text; a syntax error or duplicate key fails. */
 function yamlDocs (text: string, label: string): Obj[] {
   const docs = parseAllDocuments(text, { uniqueKeys: true })
@@ -273,6 +292,14 @@ function checkKubernetes (t: Test, docs: Obj[], label: string, expect: PodExpect
     t.not(sc?.runAsUser, 0, `${label}: ${String(c.name)} does not run as root`)
     t.ok(c.resources?.requests?.memory !== undefined && c.resources?.limits?.memory !== undefined, `${label}: ${String(c.name)} has memory requests and limits`)
   }
+
+  // Memory: the gateway's limit fits its own stream cap, so that limits.maxStreams refuses a
+  // stream (503) before the OOM killer ends every stream at once. Regression: the manifests
+  // gave the gateway 256Mi while the default cap of 10,000 idle streams takes ~340 MB on the
+  // image's Node 24 (BENCHMARKS.md, "Node 24").
+  const limit = memoryBytes(gateway.resources?.limits?.memory)
+  const need = sizeFor(config.limits.maxStreams)
+  t.ok(limit >= need, `${label}: the gateway's memory limit (${String(gateway.resources?.limits?.memory)}) fits limits.maxStreams (${config.limits.maxStreams}): needs ~${Math.ceil(need / MIB)} MiB`)
 
   // Shutdown: the grace period covers the preStop sleep plus the gateway's drain.
   const preStop = gateway.lifecycle?.preStop?.exec?.command as string[] | undefined
