@@ -221,6 +221,12 @@ export async function idleStreams (rt: NodeRuntime, o: {
       await sleep(o.holdS * 1000)
       const cpuS = cpuSecondsBetween(c0, sampleCpu([gw.child.pid]))
       const heldS = (Date.now() - t0) / 1000
+      // A gateway that died (e.g. killed at a container's memory limit) has no RSS to report.
+      const died = async (): Promise<IdleStreamsResult | undefined> => gw.child.hasExited()
+        ? { n, status: 'failed', reason: `the gateway exited (${String(await gw.child.exited)}) while the streams were open; ${rep.established} of ${n} had been established${Object.keys(rep.errors).length > 0 ? `, failures ${JSON.stringify(rep.errors)}` : ''}` }
+        : undefined
+      const diedHolding = await died()
+      if (diedHolding !== undefined) return diedHolding
       const rss = (rssBytes(gw.child.pid) ?? 0) / MB
       const { fds, sockets } = openFds(gw.child.pid)
       // Idle is a state, not a moment: right after the burst of opening, the heap still holds
@@ -236,6 +242,8 @@ export async function idleStreams (rt: NodeRuntime, o: {
           last = (rssBytes(gw.child.pid) ?? 0) / MB
           if (dropAt === undefined && last < rss - 5) dropAt = s
         }
+        const diedSettling = await died()
+        if (diedSettling !== undefined) return diedSettling
         settled = {
           settleS: o.settleS,
           settledRssMB: last,
