@@ -7,6 +7,7 @@ import type { Duplex } from 'node:stream'
 import Fastify, { LogController, type FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import type { GatewayConfig } from './config/types.js'
+import { memoryLimit, streamMemoryWarning } from './config/memory.js'
 import { Authenticator } from './auth/authenticator.js'
 import type { VerifierOptions } from './auth/jwt.js'
 import { createLoggers, type Loggers } from './observability/logger.js'
@@ -207,6 +208,9 @@ export function createGateway (config: GatewayConfig, opts: GatewayOptions = {})
       logger.info({ url: metricsAddress.url, path: config.metrics.path }, 'metrics listening')
     }
     for (const w of config.warnings) logger.warn({ warning: w }, 'risky configuration')
+    // Not a config warning: it depends on the container this process runs in, not on the file.
+    const memory = streamMemoryWarning(config.limits.maxStreams, memoryLimit(process.constrainedMemory()))
+    if (memory !== undefined) logger.warn({ warning: memory }, 'risky configuration')
     authenticator.start()
     if (redis !== undefined) startRedis(redis)
   })

@@ -175,6 +175,16 @@ export const RELOAD_READY_TIMEOUT_MS = 10_000
 export const DEFAULT_MAX_STREAMS = 10_000
 /** Open SSE streams per caller (issuer and subject); more get 429. A client needs one per session. */
 export const DEFAULT_MAX_STREAMS_PER_PRINCIPAL = 100
+/**
+ * Memory sizing for `limits.maxStreams` (BENCHMARKS.md, Node 24.14+ as the image runs it, the
+ * runtime with the largest figures): what one idle SSE stream holds, in bytes (23.1–23.9 KB
+ * measured; Node's HTTP server connection is most of it).
+ */
+export const IDLE_STREAM_MEMORY_BYTES = 24 * 1024
+/** Memory sizing: a freshly started gateway process, in bytes (90–110 MB measured). */
+export const PROCESS_BASE_MEMORY_BYTES = 110 * 1024 * 1024
+/** Memory sizing: headroom for request load on top of the open streams, in bytes (60–80 MB measured). */
+export const LOAD_HEADROOM_MEMORY_BYTES = 80 * 1024 * 1024
 /** `Retry-After` on 429/503 for too many streams: streams end when clients leave. */
 export const STREAM_LIMIT_RETRY_AFTER_SECONDS = 5
 
