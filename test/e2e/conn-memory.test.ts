@@ -4,26 +4,11 @@
  * sockets, a real server; the figures themselves are benchmarks, so this only checks that
  * the probe runs, reports every layer, and measures something real.
  */
-import { spawn } from 'node:child_process'
-import { resolve } from 'node:path'
 import t from 'tap'
+import { ROOT, runCommand, type Run } from '../helpers/cli.js'
 
-const ROOT = resolve(import.meta.dirname, '../..')
-
-async function probe (...args: string[]): Promise<{ code: number | null, stdout: string, stderr: string }> {
-  return await new Promise((done) => {
-    const child = spawn(process.execPath, ['--expose-gc', '--import', 'tsx', 'bench/conn-memory.ts', ...args], {
-      cwd: ROOT,
-      env: { ...process.env, NODE_OPTIONS: '' },
-      stdio: ['ignore', 'pipe', 'pipe']
-    })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (b: Buffer) => { stdout += b.toString() })
-    child.stderr.on('data', (b: Buffer) => { stderr += b.toString() })
-    const kill = setTimeout(() => { child.kill('SIGKILL') }, 60_000)
-    child.on('close', (code) => { clearTimeout(kill); done({ code, stdout, stderr }) })
-  })
+async function probe (...args: string[]): Promise<Run> {
+  return await runCommand(process.execPath, ['--expose-gc', '--import', 'tsx', 'bench/conn-memory.ts', ...args], { cwd: ROOT, env: { ...process.env, NODE_OPTIONS: '' } })
 }
 
 t.test('reports bytes per connection for each layer', async (t) => {
