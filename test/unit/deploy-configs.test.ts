@@ -33,6 +33,8 @@ import t, { type Test } from 'tap'
 import { parse, parseAllDocuments } from 'yaml'
 
 import { parseConfig, type Env } from '../../src/config/load.js'
+// The sizing rule the gateway's startup warning uses (docs/configuration.md, limits.maxStreams).
+import { memoryNeeded } from '../../src/config/memory.js'
 import type { GatewayConfig } from '../../src/config/types.js'
 import { ConfigError } from '../../src/errors.js'
 import { renderChart, renderTemplates, TemplateError } from '../../scripts/render-helm.js'
@@ -57,15 +59,6 @@ const IMAGE_CONFIG_PATH = (() => {
 // helpers
 
 const MIB = 1024 * 1024
-/**
- * What a gateway holding `streams` idle SSE streams needs, from BENCHMARKS.md (Node 24 as
- * the image runs it, the runtime with the largest figures): a fresh process ~110 MB, each
- * idle stream ~24 KB (23.1–23.9 KB measured), and headroom for request load (~60–80 MB
- * measured under wrk at 10 connections). The same rule is in docs/configuration.md.
- */
-function sizeFor (streams: number): number {
-  return 110 * MIB + streams * 24 * 1024 + 80 * MIB
-}
 
 /** A Kubernetes memory quantity in bytes; only the forms deploy/ uses (Ki, Mi, Gi, plain). */
 function memoryBytes (q: unknown): number {
@@ -298,7 +291,7 @@ function checkKubernetes (t: Test, docs: Obj[], label: string, expect: PodExpect
   // gave the gateway 256Mi while the default cap of 10,000 idle streams takes ~340 MB on the
   // image's Node 24 (BENCHMARKS.md, "Node 24").
   const limit = memoryBytes(gateway.resources?.limits?.memory)
-  const need = sizeFor(config.limits.maxStreams)
+  const need = memoryNeeded(config.limits.maxStreams)
   t.ok(limit >= need, `${label}: the gateway's memory limit (${String(gateway.resources?.limits?.memory)}) fits limits.maxStreams (${config.limits.maxStreams}): needs ~${Math.ceil(need / MIB)} MiB`)
 
   // Shutdown: the grace period covers the preStop sleep plus the gateway's drain.
