@@ -167,6 +167,8 @@ export interface BenchResults {
   streaming: {
     delay?: { intervalMs: number, skipped: number, repeats: number, post?: DelaySeries, get?: DelaySeries, error?: string }
     idle: IdleStreamsResult[]
+    /** The largest N held the same way through the leanest Node proxy (node-undici-jose): the per-stream floor. */
+    idleFloor?: IdleStreamsResult[]
   }
   cold?: { start?: ColdStartResult, rotation?: RotationResult, error?: string }
 }
@@ -616,6 +618,23 @@ export async function runBench (opts: BenchOptions, log: Log): Promise<BenchResu
         settleS: opts.idleSettleS,
         log
       })
+      // The same, through the leanest Node proxy, at the largest N only: what any Node proxy
+      // holds per idle stream here, to read the gateway's figure against.
+      if (has('node-undici-jose')) {
+        results.streaming.idleFloor = await idleStreams(rt, {
+          dir,
+          startGateway: async (name) => await startNodeUndici(rt, dir, { upstream: upstream.origin, issuer: jwks.issuer, jwksUri: jwks.uri('main') }, name.replace('idle-gateway', 'idle-floor')),
+          stopGateway: async (child) => { await stopChild(child, 3000) },
+          upstream: upstream.child,
+          path: '/mcp',
+          token,
+          counts: [Math.max(...opts.idleCounts)],
+          holdS: opts.idleHoldS,
+          releaseS: opts.idleReleaseS,
+          settleS: 0,
+          log
+        })
+      }
     }
 
     // ---- key rotation (needs the JWKS cooldown to have passed)

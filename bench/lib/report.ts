@@ -147,6 +147,16 @@ export function markdown (r: BenchResults): string {
       const drop = x.settleDropAtS !== undefined ? `RSS fell more than 5 MB ${x.settleDropAtS} s into that window` : 'RSS did not fall more than 5 MB in that window'
       out.push(`Settled, ${int(x.n)} streams held ${x.settleS ?? 0} s longer (V8 compacts the heap of a process that stopped allocating; ${drop}): **${f(x.settledRssMB, 0)} MB** RSS, ${f(x.settledPerStreamKB, 1)} KB per stream over the fresh process.`, '')
     }
+    for (const fl of r.streaming.idleFloor ?? []) {
+      if (fl.status !== 'ok' || fl.rssMB === undefined) {
+        out.push(`The leanest Node proxy holding ${int(fl.n)} idle streams: ${fl.status === 'skipped' ? 'not measured' : 'failed'}: ${fl.reason ?? ''}`, '')
+        continue
+      }
+      // Against the gateway's largest measured N (the fd-limit fallback may differ by a few dozen).
+      const gw = r.streaming.idle.filter((x) => x.status === 'ok' && x.perStreamKB !== undefined).sort((a, b) => b.n - a.n)[0]
+      const ratio = gw?.perStreamKB !== undefined && fl.perStreamKB !== undefined && fl.perStreamKB > 0 ? `; per stream, the gateway at ${int(gw.n)} / the leanest proxy: **${f(gw.perStreamKB / fl.perStreamKB, 2)}**` : ''
+      out.push(`The leanest Node proxy (node:http + undici, one connection per GET, as the gateway) holding ${int(fl.n)} idle streams, read the same way (right after opening): **${f(fl.rssMB, 0)} MB** (${f(fl.baselineRssMB, 0)} fresh), ${f(fl.perStreamKB, 1)} KB per stream, ${int(fl.socketsAfterClose)} / ${int(fl.upstreamSocketsAfterClose)} sockets left after the clients closed${ratio}. That is what any Node proxy on this runtime holds per stream.`, '')
+    }
   }
 
   out.push('### Cold token', '')

@@ -9,12 +9,14 @@
  * whose handler writes straight into the response. Hop-by-hop headers are
  * dropped both ways and the Authorization header is not forwarded, so it does
  * the same protocol work as the gateway minus everything else (identity
- * headers, path and origin checks, limits, logs).
+ * headers, path and origin checks, limits, logs). A GET gets an undici Client
+ * of its own, as the gateway's GET streams do, so the bench can hold idle SSE
+ * streams through it too (the per-stream memory floor).
  *
  * Environment: PORT, UPSTREAM (origin), ISSUER, JWKS_URI, AUDIENCE, SCOPE.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
-import { Pool, type Dispatcher } from 'undici'
+import { Client, Pool, type Dispatcher } from 'undici'
 import { createRemoteJWKSet, jwtVerify } from 'jose'
 import { requiredEnv } from './env.js'
 
@@ -23,7 +25,8 @@ const issuer = env('ISSUER')
 const audience = env('AUDIENCE')
 const scope = env('SCOPE')
 const jwks = createRemoteJWKSet(new URL(env('JWKS_URI')))
-const pool = new Pool(env('UPSTREAM'), { connections: 128, pipelining: 1 })
+const upstream = env('UPSTREAM')
+const pool = new Pool(upstream, { connections: 128, pipelining: 1 })
 
 /** token → exp in ms; at most MAX_CACHE entries (the oldest goes first). */
 const cache = new Map<string, number>()
@@ -62,7 +65,16 @@ function forward (req: IncomingMessage, res: ServerResponse, body: Buffer | unde
   for (let i = 0; i < raw.length; i += 2) {
     if (!HOP.has(raw[i]!.toLowerCase())) headers.push(raw[i]!, raw[i + 1]!)
   }
-  pool.dispatch({ path: req.url!, method: req.method as Dispatcher.HttpMethod, headers, body }, new Handler(res) as unknown as Dispatcher.DispatchHandler)
+  const opts: Dispatcher.DispatchOptions = { path: req.url!, method: req.method as Dispatcher.HttpMethod, headers, body }
+  if (req.method === 'GET') {
+    // A GET may be a long-lived SSE stream: it gets a connection of its own, closed with it
+    // (as the gateway does), so open streams never queue requests behind them in the pool.
+    const client = new Client(upstream)
+    res.once('close', () => { void client.destroy() })
+    client.dispatch(opts, new Handler(res) as unknown as Dispatcher.DispatchHandler)
+    return
+  }
+  pool.dispatch(opts, new Handler(res) as unknown as Dispatcher.DispatchHandler)
 }
 
 function withBody (req: IncomingMessage, res: ServerResponse): void {
