@@ -7,13 +7,12 @@
  * Needs a writable cgroup-v1 memory hierarchy (root on a v1 host, as here); skipped with the
  * reason otherwise. test/unit/memory-sizing.test.ts covers the rule itself everywhere.
  */
-import { spawn } from 'node:child_process'
 import { accessSync, constants, mkdirSync, mkdtempSync, rmdirSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { stringify } from 'yaml'
-import { eventually, logLines, SRC_MAIN } from '../helpers/cli.js'
+import { eventually, logLines, SRC_MAIN, startCommand } from '../helpers/cli.js'
 import { freePort } from '../helpers/net.js'
 import { startStaticIssuer } from '../helpers/static-issuer.js'
 
@@ -39,23 +38,19 @@ async function startIn (t: Test, mib: number, config: Record<string, unknown>): 
   const file = join(dir, `gateway-${started}.yaml`)
   writeFileSync(file, stringify(config))
   // The shell joins the cgroup, then becomes the gateway: the gateway starts inside it.
-  const child = spawn('sh', ['-c', 'echo $$ > "$0/cgroup.procs" && exec "$@"', cg, process.execPath, '--import', import.meta.resolve('tsx'), SRC_MAIN, '--config', file], {
+  const gw = startCommand('sh', ['-c', 'echo $$ > "$0/cgroup.procs" && exec "$@"', cg, process.execPath, '--import', import.meta.resolve('tsx'), SRC_MAIN, '--config', file], {
     cwd: dir,
-    env: { PATH: process.env.PATH ?? '' },
-    stdio: ['ignore', 'pipe', 'pipe']
+    env: { PATH: process.env.PATH ?? '' }
   })
-  let out = ''
-  child.stdout.on('data', (b: Buffer) => { out += b.toString() })
-  child.stderr.on('data', (b: Buffer) => { out += b.toString() })
-  const exited = new Promise<void>((resolve) => child.on('close', () => { resolve() }))
+  const child = gw.child
   t.teardown(async () => {
     child.kill('SIGKILL')
-    await exited
+    await gw.done
     rmdirSync(cg)
   })
-  t.ok(await eventually(() => logLines(out).some((l) => l.msg === 'gateway listening') || child.exitCode !== null, 20_000), 'the gateway started')
-  t.equal(child.exitCode, null, 'and is running', { output: out.slice(-2000) })
-  return out
+  t.ok(await eventually(() => logLines(gw.stdout()).some((l) => l.msg === 'gateway listening') || child.exitCode !== null, 20_000), 'the gateway started')
+  t.equal(child.exitCode, null, 'and is running', { output: gw.stdout().slice(-2000) })
+  return gw.stdout()
 }
 
 t.test('a limit too small for limits.maxStreams is a startup warning; a large enough one is not', { skip }, async (t) => {

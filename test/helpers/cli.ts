@@ -22,9 +22,14 @@ export function startCli (args: string[], opts: { cwd: string, env?: Record<stri
   return capture(child)
 }
 
+/** Start any command with its output captured (e.g. the CLI behind a wrapper that sets up its environment). */
+export function startCommand (cmd: string, args: string[], opts: { cwd: string, env?: NodeJS.ProcessEnv }): RunningCli {
+  return capture(spawn(cmd, args, { cwd: opts.cwd, env: opts.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] }))
+}
+
 /** Run any command to its end; resolves with its exit code and output (never rejects on a non-zero exit). */
 export async function runCommand (cmd: string, args: string[], opts: { cwd: string, env?: NodeJS.ProcessEnv }): Promise<Run> {
-  return await capture(spawn(cmd, args, { cwd: opts.cwd, env: opts.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] })).done
+  return await startCommand(cmd, args, opts).done
 }
 
 function capture (child: ChildProcess): RunningCli {
