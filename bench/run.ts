@@ -5,6 +5,7 @@
  * Prints the markdown results to stdout (progress goes to stderr) and writes
  * <out-dir>/<name>.md, .json and .svg. See bench/README.md.
  */
+import { spawnSync } from 'node:child_process'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
@@ -27,6 +28,8 @@ const HELP = `Usage: tsx bench/run.ts [options]
   --systems <a,b,...>     systems to run (default: ${CATALOGUE.filter((s) => s.default).map((s) => s.id).join(',')};
                           also available: ${CATALOGUE.filter((s) => !s.default).map((s) => s.id).join(',')})
   --node <path>           Node binary for the gateway and the other Node processes (default: this one)
+  --node-options <flags>  NODE_OPTIONS for every Node system and upstream (default: none), e.g.
+                          --node-options=--max-semi-space-size=16 (what the container image sets)
   --gateway-entry <e>     build (default: tsc, then dist/src/main.js) | dist | src (src/main.ts through tsx; smoke default)
   --gateway-log-level <l> the gateway's logLevel (default info, the product default)
   --idle-streams <list>   N values for the idle SSE streams figure (default 1000,5000,10000)
@@ -60,6 +63,7 @@ function parse (argv: string[]): BenchOptions & { outDir: string, name: string }
       threads: { type: 'string' },
       systems: { type: 'string' },
       node: { type: 'string' },
+      'node-options': { type: 'string' },
       'gateway-entry': { type: 'string' },
       'gateway-log-level': { type: 'string' },
       'idle-streams': { type: 'string' },
@@ -96,6 +100,9 @@ function parse (argv: string[]): BenchOptions & { outDir: string, name: string }
   if (!['build', 'dist', 'src'].includes(entry)) throw new Error(`--gateway-entry: build, dist or src, got ${entry}`)
   const loadgen = v.loadgen ?? 'auto'
   if (!['auto', 'wrk', 'autocannon'].includes(loadgen)) throw new Error(`--loadgen: auto, wrk or autocannon, got ${loadgen}`)
+  const node = v.node ?? process.execPath
+  const nodeOptions = (v['node-options'] ?? '').trim()
+  if (nodeOptions !== '') checkNodeOptions(node, nodeOptions)
   const idle = (v['idle-streams'] ?? (smoke ? '100' : '1000,5000,10000')).split(',').filter((s) => s !== '').map((s) => num(s, 0, 'idle-streams'))
   if (smoke && idle.some((n) => n > 100)) throw new Error('--idle-streams: at most 100 in smoke mode')
   return {
@@ -109,7 +116,8 @@ function parse (argv: string[]): BenchOptions & { outDir: string, name: string }
     connections: num(v.connections, 10, 'connections'),
     threads: num(v.threads, 1, 'threads'),
     systems: systems as SystemId[],
-    node: v.node ?? process.execPath,
+    node,
+    nodeOptions,
     gatewayEntry: entry as BenchOptions['gatewayEntry'],
     gatewayLogLevel: v['gateway-log-level'] ?? 'info',
     idleCounts: idle,
@@ -131,6 +139,16 @@ function parse (argv: string[]): BenchOptions & { outDir: string, name: string }
     root: ROOT,
     outDir: resolve(v['out-dir'] ?? join(ROOT, 'bench/results')),
     name: v.name ?? (smoke ? 'smoke' : 'latest')
+  }
+}
+
+/** Throws, with Node's own first line, when `node` refuses `flags` in NODE_OPTIONS: before anything starts. */
+function checkNodeOptions (node: string, flags: string): void {
+  const r = spawnSync(node, ['-e', ''], { env: { ...process.env, NODE_OPTIONS: flags }, encoding: 'utf8', timeout: 30_000 })
+  if (r.error !== undefined) throw new Error(`--node: cannot run ${node}: ${r.error.message}`)
+  if (r.status !== 0) {
+    const why = r.stderr.split('\n').map((l) => l.trim()).find((l) => l !== '') ?? `exit ${String(r.status ?? r.signal)}`
+    throw new Error(`--node-options: ${node} refuses NODE_OPTIONS=${JSON.stringify(flags)}: ${why}`)
   }
 }
 

@@ -33,6 +33,12 @@ export interface BenchOptions {
   systems: SystemId[]
   /** Node binary for the gateway and every other Node process. */
   node: string
+  /**
+   * NODE_OPTIONS for every Node process the harness starts as a system or an upstream ('' for
+   * none): the runtime flags a deployment gives the gateway, e.g. the container image's
+   * `--max-semi-space-size=16`, given to the Node systems it is compared with as well.
+   */
+  nodeOptions: string
   /** 'build': compile (tsc -p tsconfig.build.json) and run dist; 'dist': run dist as is; 'src': src/main.ts through tsx. */
   gatewayEntry: GatewayEntry | 'build'
   gatewayLogLevel: string
@@ -233,7 +239,7 @@ export async function runBench (opts: BenchOptions, log: Log): Promise<BenchResu
   // Also on SIGINT/SIGTERM, which end the process without reaching the finally below.
   const forgetTmp = opts.keepTmp ? () => {} : onExit(() => { rmSync(dir, { recursive: true, force: true }) })
   const notes: string[] = []
-  const rt: NodeRuntime = { node: opts.node, root: opts.root, traceGc: opts.traceGc }
+  const rt: NodeRuntime = { node: opts.node, root: opts.root, traceGc: opts.traceGc, nodeOptions: opts.nodeOptions }
   // Windows whose collections are counted once the traces are read (after every process stopped).
   const gcWindows: Array<{ child: Child, fromMs: number, toMs: number, set: (c: GcCounts) => void }> = []
   const watchGc = (child: Child, fromMs: number, toMs: number, set: (c: GcCounts) => void): void => {

@@ -24,7 +24,8 @@ export function markdown (r: BenchResults): string {
   out.push(`# mcp-auth-gateway benchmark${o.smoke ? ' (smoke mode)' : ''}`, '')
   out.push(`- **date** ${m.date} · **commit** ${m.commit}${m.dirty ? ' (with uncommitted changes)' : ''} · **wall time** ${Math.round(m.wallS)} s`)
   out.push(`- **machine** ${m.nproc} CPUs (\`nproc\`), ${m.cpuModel}, ${m.memGB} GB, Linux ${m.kernel}`)
-  out.push(`- **node** ${m.node} (harness), ${m.gatewayNode} (gateway and the other Node processes) · **gateway** \`${m.gatewayEntry}\`, logLevel \`${m.gatewayLogLevel}\``)
+  const nodeOptions = m.options.nodeOptions !== '' ? ` with NODE_OPTIONS \`${m.options.nodeOptions}\`` : ''
+  out.push(`- **node** ${m.node} (harness), ${m.gatewayNode} (gateway and the other Node processes${nodeOptions}) · **gateway** \`${m.gatewayEntry}\`, logLevel \`${m.gatewayLogLevel}\``)
   out.push(`- **tools** ${Object.values(m.tools).join(' · ')}`)
   out.push(`- **load** ${m.loadgen}: ${o.connections} connections, ${o.threads} thread${o.threads === 1 ? '' : 's'}, ${o.durationS} s per system per round, ${o.rounds} round${o.rounds === 1 ? '' : 's'} interleaved (${o.alternate ? 'A B C, then C B A: every even round in reverse order' : 'A B C … A B C …'}), ${o.warmupS} s warm-up per system first${o.settleS > 0 ? `, and ${o.settleS} s of unmeasured load right before each measured run (steady state)` : ''}`)
   out.push('- **request** POST JSON-RPC `tools/call` (100 bytes) with `Authorization: Bearer` (RS256 JWT, the same warm token for every system); the bare upstream answers 300 bytes of JSON')
@@ -222,7 +223,7 @@ export function svgChart (r: BenchResults): string {
   o.push(`<rect width="${width}" height="${height}" fill="#ffffff"/>`)
   o.push(`<text x="${left}" y="24" font-size="16" font-weight="600" fill="#0f172a">Proxy CPU per request (µs), lower is better</text>`)
   const m = r.meta
-  o.push(`<text x="${left}" y="44" font-size="11" fill="#475569">${esc(`median of ${m.options.rounds} interleaved round${m.options.rounds === 1 ? '' : 's'}, whiskers min–max · ${m.loadgen.split(' ')[0] ?? ''} ${m.options.connections} connections · ${m.nproc} CPUs · node ${m.gatewayNode} · ${m.date.slice(0, 10)} · ${m.commit}${m.dirty ? '+dirty' : ''}`)}</text>`)
+  o.push(`<text x="${left}" y="44" font-size="11" fill="#475569">${esc(`median of ${m.options.rounds} interleaved round${m.options.rounds === 1 ? '' : 's'}, whiskers min–max · ${m.loadgen.split(' ')[0] ?? ''} ${m.options.connections} connections · ${m.nproc} CPUs · node ${m.gatewayNode}${m.options.nodeOptions !== '' ? ` ${m.options.nodeOptions}` : ''} · ${m.date.slice(0, 10)} · ${m.commit}${m.dirty ? '+dirty' : ''}`)}</text>`)
   for (let v = 0; v <= axisMax + 1e-9; v += step) {
     const xx = x(v).toFixed(1)
     o.push(`<line x1="${xx}" y1="${top - 8}" x2="${xx}" y2="${top + rows.length * rowH}" stroke="#e2e8f0"/>`)

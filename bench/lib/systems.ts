@@ -18,6 +18,8 @@ export interface NodeRuntime {
   root: string
   /** Run the Node systems with `--trace-gc` (collections per window in the results; gc.ts). */
   traceGc?: boolean
+  /** NODE_OPTIONS for every Node system and upstream (the harness's own are never passed on). */
+  nodeOptions?: string
 }
 
 export interface Started {
@@ -34,7 +36,7 @@ async function startNodeScript (rt: NodeRuntime, name: string, script: string, e
   const port = await freePort()
   const child = spawnChild(name, rt.node, nodeArgs(join(rt.root, script)), {
     cwd: rt.root,
-    env: { ...process.env, NODE_OPTIONS: '', ...env, PORT: String(port) },
+    env: { ...process.env, ...env, NODE_OPTIONS: rt.nodeOptions ?? '', PORT: String(port) },
     logPath: join(dir, `${name}.log`),
     raiseNofile: true,
     traceGc: rt.traceGc === true
@@ -143,7 +145,7 @@ export async function startGateway (rt: NodeRuntime, dir: string, o: {
     : [...nodeArgs(join(rt.root, 'src/main.ts')), '--config', configPath]
   const child = spawnChild(o.name, rt.node, args, {
     cwd: rt.root,
-    env: { ...process.env, ...(o.env ?? {}), NODE_OPTIONS: '' },
+    env: { ...process.env, ...(o.env ?? {}), NODE_OPTIONS: rt.nodeOptions ?? '' },
     logPath: join(dir, `${o.name}.log`),
     raiseNofile: true,
     traceGc: rt.traceGc === true

@@ -4,10 +4,11 @@
  * exactly as a user runs it, so the harness never rots. Needs wrk (the harness
  * installs it with apt-get when it runs as root, else falls back to autocannon);
  * never nginx or HAProxy. With `--trace-gc`, so the garbage-collection counts
- * per window are exercised on each supported Node version's real V8 trace.
+ * per window are exercised on each supported Node version's real V8 trace, and with
+ * `--node-options`, whose preload proves which processes the flags reached.
  */
 import { spawn } from 'node:child_process'
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import t from 'tap'
@@ -19,10 +20,15 @@ t.teardown(() => { rmSync(out, { recursive: true, force: true }) })
 
 interface Run { code: number | null, signal: NodeJS.Signals | null, stdout: string, stderr: string }
 
-const run = await new Promise<Run>((resolve) => {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'bench/run.ts'), '--smoke', '--trace-gc', '--out-dir', out], {
+// --node-options: a preload that records the pid of every process it reaches.
+const marker = join(out, 'node-options-pids.txt')
+const preload = join(out, 'mark.cjs')
+writeFileSync(preload, "require('node:fs').appendFileSync(process.env.BENCH_SMOKE_MARKER, process.pid + '\\n')\n")
+
+const bench = async (args: string[]): Promise<Run> => await new Promise<Run>((resolve) => {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'bench/run.ts'), ...args], {
     cwd: ROOT,
-    env: { ...process.env, NODE_OPTIONS: '' },
+    env: { ...process.env, NODE_OPTIONS: '', BENCH_SMOKE_MARKER: marker },
     stdio: ['ignore', 'pipe', 'pipe']
   })
   let stdout = ''
@@ -38,6 +44,8 @@ const run = await new Promise<Run>((resolve) => {
     resolve({ code, signal, stdout, stderr })
   })
 })
+
+const run = await bench(['--smoke', '--trace-gc', `--node-options=--require ${preload}`, '--out-dir', out])
 
 t.equal(run.code, 0, 'bench:smoke exits 0', { stderr: run.stderr.slice(-3000) })
 
@@ -124,6 +132,25 @@ t.test('streaming and cold-token figures', async (t) => {
   t.equal(c?.jwksFetchesTotal, 1, 'and not again for never-seen tokens')
   t.same(c?.concurrent.statuses, { 200: c?.concurrent.n }, 'concurrent never-seen tokens all succeed')
   t.equal(r.cold?.rotation?.status, 'skipped', 'key rotation is skipped in smoke mode, with a reason')
+})
+
+t.test('--node-options reaches the gateway and the upstream, and is reported', async (t) => {
+  const r = JSON.parse(readFileSync(files.json, 'utf8')) as BenchResults
+  t.equal(r.meta.options.nodeOptions, `--require ${preload}`, 'recorded in the options')
+  const reached = new Set(readFileSync(marker, 'utf8').split('\n').filter((l) => l !== '').map(Number))
+  for (const s of r.systems) {
+    const pid = s.pids?.[0]
+    t.ok(pid !== undefined && reached.has(pid), `${s.id}: its measured process (pid ${String(pid)}) ran the preload`)
+  }
+  t.match(readFileSync(files.md, 'utf8'), `with NODE_OPTIONS \`--require ${preload}\``, 'the report names the flags')
+})
+
+t.test('--node-options that Node refuses: a clear error, exit 2, nothing started', async (t) => {
+  const bad = await bench(['--smoke', '--node-options=--no-such-flag-for-bench', '--out-dir', join(out, 'bad')])
+  t.equal(bad.code, 2, 'exit 2, as for any bad option')
+  t.match(bad.stderr, /bench: --node-options: .* refuses NODE_OPTIONS="--no-such-flag-for-bench": .*--no-such-flag-for-bench/, 'names the option, the flags and Node\'s own reason')
+  t.notOk(existsSync(join(out, 'bad')), 'no results written')
+  t.notMatch(bad.stderr, /work dir/, 'no work dir created: nothing was started')
 })
 
 t.test('every process the harness started is gone', async (t) => {
