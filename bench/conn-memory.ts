@@ -3,7 +3,7 @@
  * layer: a TCP socket alone (`net`), an HTTP connection that sent nothing yet, and an HTTP
  * connection holding an open SSE response (what every idle MCP stream costs the gateway's
  * client-facing leg). No gateway code runs here: it separates what Node itself keeps from
- * what the gateway keeps (BENCHMARKS.md, "Node 24: idle streams").
+ * what the gateway keeps (BENCHMARKS.md, "Node 24: where the idle-stream memory goes").
  *
  *   node --expose-gc --import tsx bench/conn-memory.ts [N=4000]
  *

@@ -3,7 +3,7 @@
  * (`--trace-gc`). Why: the gateway's CPU per request moved by up to 1.7×
  * between runs because a retained-object pattern made every scavenge promote
  * ~2 MB and forced old-space collections several times a second
- * (BENCHMARKS.md, "Second cause"). Counting the collections in each window
+ * (BENCHMARKS.md, "Findings": the GC promotion state). Counting the collections in each window
  * shows that state in the results instead of leaving it to guesswork.
  *
  * The traced processes print V8's one-line trace to stdout, line-buffered

@@ -1,6 +1,6 @@
 /**
  * bench/conn-memory.ts, run as a user runs it: what one idle connection costs a bare
- * node:http server on the running Node (BENCHMARKS.md, "Node 24: idle streams"). Real
+ * node:http server on the running Node (BENCHMARKS.md, "Node 24: where the idle-stream memory goes"). Real
  * sockets, a real server; the figures themselves are benchmarks, so this only checks that
  * the probe runs, reports every layer, and measures something real.
  */
