@@ -90,6 +90,22 @@ export class ReplyExchange implements Exchange {
   }
 }
 
+/**
+ * An unexpected failure after the request was admitted: logged with its detail, answered 500
+ * without it (as Fastify's error handler would), or the connection cut when the response has
+ * already started.
+ */
+export function answerInternalError (x: Exchange, err: unknown): void {
+  x.log.error({ reqId: x.id, err }, 'request failed')
+  if (x.res.headersSent) {
+    x.res.destroy()
+    x.finished(true)
+    return
+  }
+  x.outcome = 'internal_error'
+  x.sendError(500, 'internal_error', 'Internal gateway error')
+}
+
 /** Error responses of a route are readable by browser clients from allowed origins (they need WWW-Authenticate). */
 export function sendRouteError (reply: FastifyReply, status: number, error: string, description: string): FastifyReply {
   applyRouteCors(reply.request, reply)

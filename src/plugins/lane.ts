@@ -10,19 +10,20 @@
  * Everything else goes to Fastify untouched, and nothing of the request has
  * been consumed by then: no token or an unknown one, an Origin header, a
  * query string, a chunked or oversized body, another content type on a policy
- * route, a route with rate limits, a gateway that is closing. So every refusal
- * before the body is read is written in one place (Fastify's route).
+ * route, a gateway that is closing. So every refusal before the body is read
+ * is written in one place (Fastify's route), except the rate limits' 429/503,
+ * which both edges answer through the same checks (plugins/rate-limit.ts).
  *
- * Why: Fastify's request pipeline (routing, hooks, the body parser, reply
- * objects, the onResponse hook) measured ~10 % of the CPU per request on the
- * cached-token POST path (BENCHMARKS.md, issue 3).
+ * Why: a lane prototype took a cached-token POST from 142 to 131 µs; with perIp
+ * and perPrincipal limits, taking those routes too went from 58.1 to 50.9 µs
+ * (BENCHMARKS.md, "Findings").
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Logger } from 'pino'
 import type { Principal } from '../auth/principal.js'
 import type { SessionExchange } from '../session/binding.js'
 import type { AuditState } from '../observability/audit.js'
-import type { Exchange } from './exchange.js'
+import { answerInternalError, type Exchange } from './exchange.js'
 import { writeJsonError, errorBody } from './http-errors.js'
 import { outcomeOf, recordRequest, type RequestRecording } from './request-log.js'
 
@@ -138,6 +139,11 @@ export class Lane {
  */
 export function readBody (x: LaneExchange, then: (x: Exchange, body: Buffer) => void): void {
   const req = x.raw
+  // The client left while an earlier step waited on a store (rate limit, session): record it, read nothing.
+  if (req.destroyed) {
+    x.finished(true)
+    return
+  }
   const chunks: Buffer[] = []
   req.on('data', (chunk: Buffer) => { chunks.push(chunk) })
   req.on('error', () => { x.finished(true) })
@@ -145,14 +151,7 @@ export function readBody (x: LaneExchange, then: (x: Exchange, body: Buffer) => 
     try {
       then(x, chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks))
     } catch (err) {
-      x.log.error({ reqId: x.id, err }, 'request failed')
-      if (x.res.headersSent) {
-        x.res.destroy()
-        x.finished(true)
-        return
-      }
-      x.outcome = 'internal_error'
-      x.sendError(500, 'internal_error', 'Internal gateway error')
+      answerInternalError(x, err)
     }
   })
 }

@@ -35,13 +35,13 @@ import { compilePolicy, type CompiledPolicy } from '../policy/compile.js'
 import { allows, evaluate, evaluateNoBody, mayCallTool, requiredFor, type Decision } from '../policy/evaluate.js'
 import { MAX_SSE_ENDPOINT_SCAN_BYTES } from '../config/defaults.js'
 import { compileRouteCors } from './origin.js'
-import type { RateLimits } from './rate-limit.js'
+import type { RateCheck, RateLimits } from './rate-limit.js'
 import { admitStreamable, openStream } from './stream-limit.js'
 import { compileClientAddress, type ClientAddressResolver } from '../proxy/client-ip.js'
 import type { StreamLimiter } from '../proxy/stream-limits.js'
 import type { RequestRecording } from './request-log.js'
 import { sessionGate, sessionGateHook } from './session-gate.js'
-import { exchangeOf, ReplyExchange, sendRouteError, type Exchange } from './exchange.js'
+import { answerInternalError, exchangeOf, ReplyExchange, sendRouteError, type Exchange } from './exchange.js'
 import { readBody, type Lane, type LaneExchange } from './lane.js'
 import type { SessionBinder, SessionExchange } from '../session/binding.js'
 import { compileDenialLabel, NOOP_TELEMETRY, type Telemetry } from '../observability/telemetry.js'
@@ -164,7 +164,7 @@ export function registerMcpRoute (app: FastifyInstance, deps: McpRouteDeps): voi
   const audit = deps.audit
   const maxBatchMessages = deps.maxBatchMessages ?? null
   const denialLabel = route.policy === undefined ? undefined : compileDenialLabel(route.policy)
-  const limits = deps.rateLimits?.forRoute(route.id, cors, tel)
+  const limits = deps.rateLimits?.forRoute(route.id, tel)
   const clientAddress = deps.clientAddress ?? SOCKET_ONLY
   const streams = deps.streams
   const recording: RequestRecording = { routeId: route.id, telemetry: tel, audit, requestLine: app.requestLine }
@@ -461,14 +461,11 @@ export function registerMcpRoute (app: FastifyInstance, deps: McpRouteDeps): voi
       }
     }
     const transform = ids === undefined ? undefined : filteringChooser(p, principal, ids, false)
-    // perTool counts what was authorised, once parsed: the tools/call names of this body. A route
-    // with rate limits is never in the lane (below), so its requests are Fastify's.
+    // perTool counts what was authorised, once parsed: the tools/call names of this body.
     if (limits?.perTool !== undefined) {
-      if (!(x instanceof ReplyExchange)) throw new Error(`route ${route.id}: perTool needs the Fastify edge`)
-      const { request, reply } = x
-      limits.perTool(request, reply, parsed.messages, requestId).then((ok) => {
+      limits.perTool(x, parsed.messages, requestId).then((ok) => {
         if (ok) proxy(x, out, requestId, transform, ids !== undefined)
-      }, (err: unknown) => { reject(request, reply, err) })
+      }).catch((err: unknown) => { answerInternalError(x, err) })
       return
     }
     proxy(x, out, requestId, transform, ids !== undefined)
@@ -493,19 +490,22 @@ export function registerMcpRoute (app: FastifyInstance, deps: McpRouteDeps): voi
 
   const gate = deps.sessions === undefined ? undefined : sessionGate(deps.sessions, route.id, tel)
   // perIp before any token work; perPrincipal once the caller is known; the session gate last (a store lookup).
-  const onRequestHooks = [limits?.perIp, authenticate, limits?.perPrincipal, gate === undefined ? undefined : sessionGateHook(gate)].filter((h): h is onRequestHookHandler => h !== undefined)
+  const perIpHook = limits?.perIp === undefined ? undefined : rateLimitHook(limits.perIp)
+  const onRequestHooks = [perIpHook, authenticate, limits?.perPrincipal === undefined ? undefined : rateLimitHook(limits.perPrincipal), gate === undefined ? undefined : sessionGateHook(gate)].filter((h): h is onRequestHookHandler => h !== undefined)
   // Server already closed when this runs: cut what is left (SSE streams would hold close() forever).
   app.addHook('onClose', async () => { credential?.close(); await upstream.close() })
   for (const url of [route.path, route.path + '/*']) {
     app.route({ method: [...PROXIED_METHODS], url, onRequest: onRequestHooks, onRequestAbort: recordAbort, handler, config: routeConfig })
-    app.route({ method: 'OPTIONS', url, onRequest: limits?.perIp, handler: cors.preflight, config: routeConfig })
+    app.route({ method: 'OPTIONS', url, onRequest: perIpHook, handler: cors.preflight, config: routeConfig })
   }
 
-  // Rate limits are counted by @fastify/rate-limit's hooks: a route that has them stays out of the lane.
   const lane = deps.lane
-  if (lane === undefined || limits !== undefined) return
+  if (lane === undefined) return
   const maxBodyBytes = lane.maxBodyBytes
   const readAndHandle = (x: LaneExchange): void => { readBody(x, handleBody) }
+  const afterLimits = gate === undefined ? readAndHandle : (x: LaneExchange): void => { gate(x, () => { readAndHandle(x) }) }
+  // The lane counts the same limits as Fastify's hooks, in the same order (its token is known already).
+  const laneAdmit = chainRateChecks([limits?.perIp, limits?.perPrincipal], afterLimits)
   lane.add(route.path, (req, res) => {
     const start = performance.now()
     const h = req.headers
@@ -534,8 +534,27 @@ export function registerMcpRoute (app: FastifyInstance, deps: McpRouteDeps): voi
       x.sendError(403, 'insufficient_scope', INSUFFICIENT_ROUTE_SCOPE, insufficientHeader)
       return true
     }
-    if (gate === undefined) readAndHandle(x)
-    else gate(x, () => { readAndHandle(x) })
+    laneAdmit(x)
     return true
   })
+}
+
+/**
+ * A rate-limit check as an onRequest hook. An exchange is made for the refusal only: a request
+ * the hook lets through gets its exchange when it is admitted, as on a route without limits.
+ */
+function rateLimitHook (check: RateCheck): onRequestHookHandler {
+  return (request, reply, done) => { check(request.exchange ?? new ReplyExchange(request, reply), done) }
+}
+
+/** Run the configured checks in order, then `last`; a check that refused has answered. Compiled once per route. */
+function chainRateChecks (checks: ReadonlyArray<RateCheck | undefined>, last: (x: LaneExchange) => void): (x: LaneExchange) => void {
+  let run = last
+  for (let i = checks.length - 1; i >= 0; i--) {
+    const check = checks[i]
+    if (check === undefined) continue
+    const next = run
+    run = (x) => { check(x, () => { next(x) }) }
+  }
+  return run
 }

@@ -13,9 +13,12 @@
  * perTool), outcome `rate_limited`. When the store fails: `deny` answers 503
  * with Retry-After (fail closed), `allow` lets the request pass.
  * Health and metadata routes are never limited.
+ *
+ * The checks work on an {@link Exchange}, so Fastify's route (as onRequest
+ * hooks) and the lane (plugins/lane.ts) count the same limits the same way.
  */
 import { createHash } from 'node:crypto'
-import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestHookHandler } from 'fastify'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
 import fastifyRateLimit from '@fastify/rate-limit'
 import type { Principal } from '../auth/principal.js'
 import type { RateLimitsConfig, RateWindow } from '../config/types.js'
@@ -24,7 +27,7 @@ import {
 } from '../config/defaults.js'
 import type { ClientAddressResolver } from '../proxy/client-ip.js'
 import { jsonRpcError, type JsonRpcId, type JsonRpcMessage } from '../mcp/jsonrpc.js'
-import { sendError, sendJsonRpcError } from './http-errors.js'
+import type { Exchange } from './exchange.js'
 import type { RouteCors } from './origin.js'
 import { NOOP_ROUTE_TELEMETRY, type RateLimitKind, type RouteTelemetry } from '../observability/telemetry.js'
 
@@ -58,27 +61,43 @@ type LimitResult = Awaited<ReturnType<Limiter>>
 /** The store key of the limit being checked, read by the plugin's keyGenerator. */
 const kKey = Symbol('mcp-auth-gateway.rateLimitKey')
 
+/**
+ * What the limiter is handed instead of a Fastify request: it reads only our
+ * key (keyGenerator, max and timeWindow are ours) and `routeOptions.config`
+ * for a per-route group id, which no route sets. So the lane, which has no
+ * Fastify request, counts through the same limiter and store.
+ */
+interface LimiterCarrier { [kKey]: string, routeOptions: { config: Record<string, never> } }
+const NO_ROUTE_OPTIONS = { config: {} }
+
 /** Which limit a store key belongs to: its first character. */
 const IP = 'i'
 const PRINCIPAL = 'p'
 const TOOL = 't'
 
-/** The hooks and checks one route adds; each undefined when its limit is not configured. */
+/**
+ * Count one request against a limit. `next` runs when the request may go on;
+ * otherwise the exchange has been answered (429, or 503 when the store fails
+ * under `onStoreError: deny`) and recorded.
+ */
+export type RateCheck = (x: Exchange, next: () => void) => void
+
+/** The checks one route adds; each undefined when its limit is not configured. */
 export interface RouteRateLimits {
-  /** onRequest, before authentication. */
-  readonly perIp: onRequestHookHandler | undefined
-  /** onRequest, after authentication (request.principal is set). */
-  readonly perPrincipal: onRequestHookHandler | undefined
+  /** Before authentication on Fastify's route (keyed by the client IP under trustProxy). */
+  readonly perIp: RateCheck | undefined
+  /** After authentication (`x.principal` is set). */
+  readonly perPrincipal: RateCheck | undefined
   /**
    * Count each tools/call message of a parsed body; resolves true when the
-   * request may go on, false when the reply was sent (429 or 503).
+   * request may go on, false when it was answered (429 or 503). Never rejects.
    */
-  readonly perTool: ((request: FastifyRequest, reply: FastifyReply, messages: readonly JsonRpcMessage[], requestId: JsonRpcId) => Promise<boolean>) | undefined
+  readonly perTool: ((x: Exchange, messages: readonly JsonRpcMessage[], requestId: JsonRpcId) => Promise<boolean>) | undefined
 }
 
 export interface RateLimits {
-  /** The limits of one route; its CORS settings decorate the refusals; its telemetry counts them. */
-  forRoute: (routeId: string, cors: RouteCors, telemetry?: RouteTelemetry) => RouteRateLimits
+  /** The limits of one route; its telemetry counts the refusals (the exchange adds the route's CORS headers). */
+  forRoute: (routeId: string, telemetry?: RouteTelemetry) => RouteRateLimits
 }
 
 export interface RateLimitDeps {
@@ -125,82 +144,79 @@ export function registerRateLimits (app: FastifyInstance, config: RateLimitsConf
   void app.register(async (instance) => { limiter = instance.createRateLimit() })
 
   const deny = config.onStoreError === 'deny'
+  const UNAVAILABLE_HEADERS = ['retry-after', String(UNAVAILABLE_RETRY_AFTER_SECONDS)]
   let lastStoreErrorLog = 0
 
   /**
    * Count one hit. A store failure rejects; the shared Redis client fails fast
    * (no offline queue, redis.commandTimeoutSeconds), so an outage never holds requests.
    */
-  const hit = (request: FastifyRequest, key: string): Promise<LimitResult> => {
-    (request as unknown as Record<symbol, string>)[kKey] = key
-    return limiter!(request)
+  const hit = (key: string): Promise<LimitResult> => {
+    const carrier: LimiterCarrier = { [kKey]: key, routeOptions: NO_ROUTE_OPTIONS }
+    return limiter!(carrier as unknown as FastifyRequest)
   }
 
   /** The store failed: log (throttled when allowing), then deny (503) or allow. Returns true when the request may go on. */
-  const storeFailed = (request: FastifyRequest, reply: FastifyReply, cors: RouteCors, err: unknown): boolean => {
+  const storeFailed = (x: Exchange, err: unknown): boolean => {
     const code = (err as { code?: string }).code
     const now = Date.now()
     if (deny || now - lastStoreErrorLog >= RATE_LIMIT_STORE_ERROR_LOG_INTERVAL_MS) {
       lastStoreErrorLog = now
-      request.log.warn({ reqId: request.id, code, failMode: config.onStoreError }, 'rate-limit store unavailable')
+      x.log.warn({ reqId: x.id, code, failMode: config.onStoreError }, 'rate-limit store unavailable')
     }
     if (!deny) return true
-    request.outcome = 'rate_limit_unavailable'
-    void sendError(cors.decorate(reply, request.headers.origin).header('retry-after', String(UNAVAILABLE_RETRY_AFTER_SECONDS)), 503, 'temporarily_unavailable', 'The rate limit cannot be checked; retry later')
+    x.outcome = 'rate_limit_unavailable'
+    x.sendError(503, 'temporarily_unavailable', 'The rate limit cannot be checked; retry later', UNAVAILABLE_HEADERS)
     return false
   }
 
-  /** Over the limit: the plugin's headers on the refusal, and the log outcome. */
-  const limited = (request: FastifyRequest, reply: FastifyReply, cors: RouteCors, r: LimitResult & { isAllowed: false }, limit: RateLimitKind, telemetry: RouteTelemetry): FastifyReply => {
-    request.outcome = 'rate_limited'
+  /** Over the limit: the log outcome and metrics; returns the plugin's headers for the refusal. */
+  const limited = (x: Exchange, r: LimitResult & { isAllowed: false }, limit: RateLimitKind, telemetry: RouteTelemetry): string[] => {
+    x.outcome = 'rate_limited'
     telemetry.rateLimited(limit)
-    request.log.debug({ reqId: request.id, limit }, 'rate limited')
+    x.log.debug({ reqId: x.id, limit }, 'rate limited')
     const after = String(Math.max(1, r.ttlInSeconds))
-    return cors.decorate(reply, request.headers.origin)
-      .header('x-ratelimit-limit', String(r.max))
-      .header('x-ratelimit-remaining', '0')
-      .header('x-ratelimit-reset', after)
-      .header('retry-after', after)
+    return ['x-ratelimit-limit', String(r.max), 'x-ratelimit-remaining', '0', 'x-ratelimit-reset', after, 'retry-after', after]
   }
 
-  const hook = (cors: RouteCors, limit: RateLimitKind, keyOf: (request: FastifyRequest) => string, telemetry: RouteTelemetry): onRequestHookHandler => (request, reply, done) => {
-    hit(request, keyOf(request)).then((r) => {
+  const check = (limit: RateLimitKind, keyOf: (x: Exchange) => string, telemetry: RouteTelemetry): RateCheck => (x, next) => {
+    hit(keyOf(x)).then((r) => {
       if (r.isAllowed || !r.isExceeded) {
-        done()
+        next()
         return
       }
-      void sendError(limited(request, reply, cors, r, limit, telemetry), 429, 'rate_limited', 'Too many requests; retry later')
+      x.sendError(429, 'rate_limited', 'Too many requests; retry later', limited(x, r, limit, telemetry))
     }, (err: unknown) => {
-      if (storeFailed(request, reply, cors, err)) done()
+      if (storeFailed(x, err)) next()
     })
   }
 
   return {
-    forRoute: (routeId, cors, telemetry = NOOP_ROUTE_TELEMETRY) => {
+    forRoute: (routeId, telemetry = NOOP_ROUTE_TELEMETRY) => {
       const perIp = config.perIp === undefined
         ? undefined
-        : hook(cors, 'perIp', (request) => storeKey(IP, deps.clientAddress(request.raw.socket.remoteAddress, request.headers['x-forwarded-for']).ip), telemetry)
+        : check('perIp', (x) => storeKey(IP, deps.clientAddress(x.raw.socket.remoteAddress, x.raw.headers['x-forwarded-for']).ip), telemetry)
       const pp = config.perPrincipal
       const perPrincipal = pp === undefined
         ? undefined
-        : hook(cors, 'perPrincipal', (request) => storeKey(PRINCIPAL, principalId(request.principal!, pp.key)), telemetry)
+        : check('perPrincipal', (x) => storeKey(PRINCIPAL, principalId(x.principal!, pp.key)), telemetry)
       const keyMode = pp?.key ?? 'subject'
       const perTool = config.perTool === undefined
         ? undefined
-        : async (request: FastifyRequest, reply: FastifyReply, messages: readonly JsonRpcMessage[], requestId: JsonRpcId): Promise<boolean> => {
-          const who = principalId(request.principal!, keyMode)
+        : async (x: Exchange, messages: readonly JsonRpcMessage[], requestId: JsonRpcId): Promise<boolean> => {
+          const who = principalId(x.principal!, keyMode)
           // Every tools/call message counts, batches included; the first one over its limit refuses the request.
           for (let i = 0; i < messages.length; i++) {
             const m = messages[i]!
             if (m.method !== 'tools/call') continue
             let r: LimitResult
             try {
-              r = await hit(request, storeKey(TOOL, `${routeId} ${who} ${(m.params as { name: string }).name}`))
+              r = await hit(storeKey(TOOL, `${routeId} ${who} ${(m.params as { name: string }).name}`))
             } catch (err) {
-              return storeFailed(request, reply, cors, err)
+              return storeFailed(x, err)
             }
             if (!r.isAllowed && r.isExceeded) {
-              void sendJsonRpcError(limited(request, reply, cors, r, 'perTool', telemetry), 429, jsonRpcError(requestId, JSONRPC_RATE_LIMITED, 'Rate limit exceeded for this tool; retry later'))
+              x.sendJsonRpcError(429, jsonRpcError(requestId, JSONRPC_RATE_LIMITED, 'Rate limit exceeded for this tool; retry later'), limited(x, r, 'perTool', telemetry))
               return false
             }
           }

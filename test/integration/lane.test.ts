@@ -7,8 +7,10 @@
  *   counts it): a POST to the route's exact path, no Origin, no
  *   Transfer-Encoding, a Content-Length body within limits.maxBodyBytes, a
  *   Content-Type (JSON on a policy route), one Authorization header with a
- *   cached bearer token, no rate limits, not closing (a cached token without
- *   the route's scopes is answered 403 by the lane, as Fastify would);
+ *   cached bearer token, not closing (a cached token without the route's
+ *   scopes is answered 403 by the lane, as Fastify would);
+ * - on a gateway with rate limits the lane counts perIp, perPrincipal and
+ *   perTool in the same store as Fastify's hooks, and its 429s are Fastify's;
  * - everything else falls through to Fastify and gets its documented answer;
  * - the refusals the lane writes itself (policy, malformed JSON-RPC, header
  *   mismatch, session binding, stream bounds, upstream down) are the same
@@ -54,11 +56,20 @@ const gw = await startGateway(() => ({
   ],
   limits: { maxBodyBytes: 4096 }
 }))
-// Rate limits are global: every route of this gateway stays out of the lane.
 const gwLimited = await startGateway(() => ({
   authorizationServers: issuers,
   routes: [{ path: '/mcp', upstream: `${up.origin}/mcp`, scopes: ['mcp:tools'] }],
   rateLimits: { perPrincipal: { max: 3, windowSeconds: 60 } }
+}))
+const gwToolLimited = await startGateway(() => ({
+  authorizationServers: issuers,
+  routes: [{ path: '/policy', upstream: `${up.origin}/mcp`, scopes: ['mcp:tools'], policy: { default: ['mcp:tools'] } }],
+  rateLimits: { perTool: { max: 2, windowSeconds: 60 } }
+}))
+const gwIpLimited = await startGateway(() => ({
+  authorizationServers: issuers,
+  routes: [{ path: '/mcp', upstream: `${up.origin}/mcp`, scopes: ['mcp:tools'] }],
+  rateLimits: { perIp: { max: 3, windowSeconds: 60 } }
 }))
 // One stream per caller: GET /t/ticks holds it (the upstream's SSE test route), POST /mcp is the lane's.
 const gwStreams = await startGateway(() => ({
@@ -84,7 +95,7 @@ const gwEdge = await startGateway(() => ({
   routes: [{ path: '/mcp', upstream: `${up.origin}/mcp`, scopes: ['mcp:tools'] }],
   limits: { headersTimeoutSeconds: 1, requestTimeoutSeconds: 1 }
 }))
-const gateways: RunningGateway[] = [gw, gwLimited, gwStreams, gwObs, gwEdge]
+const gateways: RunningGateway[] = [gw, gwLimited, gwIpLimited, gwToolLimited, gwStreams, gwObs, gwEdge]
 t.teardown(async () => {
   await Promise.all(gateways.map(async (g) => { await g.close() }))
   await Promise.all([up.close(), stateful.close(), as.close()])
@@ -307,18 +318,54 @@ t.test('fall-through: everything but the common request goes to Fastify, unread,
     t.ok(toolsList(a), 'the upstream\'s answer')
   })
 
-  t.test('a rate-limited gateway: never taken, the limit answers on the 4th', async (t) => {
-    t.equal((await warm(gwLimited, '/mcp', TOOLS)).taken, 0, 'warm-up: Fastify')
-    for (let i = 2; i <= 4; i++) {
-      const a = await call(gwLimited, '/mcp', { headers: post(TOOLS), body })
-      t.equal(a.taken, 0, `request ${i}: not taken`)
-      if (i < 4) t.equal(a.status, 200, `request ${i}: within perPrincipal.max`)
-      else {
-        t.equal(a.status, 429, `request ${i}: over perPrincipal.max`)
-        t.strictSame(json(a), { error: 'rate_limited', error_description: 'Too many requests; retry later' })
-        t.match(a.headers['retry-after'], /^\d+$/, 'Retry-After')
-      }
+})
+
+t.test('rate limits: the lane counts them with Fastify\'s hooks, and refuses as Fastify does', async (t) => {
+  const LIMITED = { error: 'rate_limited', error_description: 'Too many requests; retry later' }
+  const listBody = rpc('tools/list')
+  // Each table row: a gateway and limit, the warm-up through Fastify counting as request 1,
+  // requests 2..max through the lane (200), then one more through the lane and one through
+  // Fastify (an allowed Origin): both over the limit, with the same answer.
+  const cases = [
+    { what: 'perPrincipal (max 3)', g: gwLimited, path: '/mcp', max: 3, body: () => listBody, refused: () => LIMITED },
+    { what: 'perIp (max 3)', g: gwIpLimited, path: '/mcp', max: 3, body: () => listBody, refused: () => LIMITED }
+  ]
+  for (const c of cases) {
+    const token = await freshToken()
+    const from = c.g.requestLogs().length
+    t.equal((await warm(c.g, c.path, token)).taken, 0, `${c.what}: request 1 (warm-up) through Fastify`)
+    for (let i = 2; i <= c.max; i++) {
+      const a = await call(c.g, c.path, { headers: post(token), body: c.body() })
+      t.same([a.status, a.taken], [200, 1], `${c.what}: request ${i} taken by the lane, within the limit`)
     }
+    const lane = await call(c.g, c.path, { headers: post(token), body: c.body() })
+    const fastify = await call(c.g, c.path, withOrigin({ headers: post(token), body: c.body() }, c.g))
+    t.same([lane.status, lane.taken, fastify.taken], [429, 1, 0], `${c.what}: over the limit on the lane (and on Fastify's route)`)
+    t.strictSame(json(lane), c.refused(), `${c.what}: the gateway's body`)
+    t.equal(lane.headers['x-ratelimit-limit'], String(c.max), `${c.what}: X-RateLimit-Limit`)
+    t.equal(lane.headers['x-ratelimit-remaining'], '0', `${c.what}: X-RateLimit-Remaining`)
+    t.match(lane.headers['retry-after'], /^\d+$/, `${c.what}: Retry-After`)
+    const fastifySame = { ...comparable(fastify), headers: { ...comparable(fastify).headers, 'x-ratelimit-reset': undefined, 'retry-after': undefined } }
+    const laneSame = { ...comparable(lane), headers: { ...comparable(lane).headers, 'x-ratelimit-reset': undefined, 'retry-after': undefined } }
+    t.strictSame(laneSame, fastifySame, `${c.what}: the lane's refusal is Fastify's (the seconds left aside)`)
+    await eventually(() => c.g.requestLogs().length >= from + c.max + 2, 2000)
+    const outcomes = c.g.requestLogs().slice(from).map((l) => l.outcome)
+    t.same(outcomes.filter((o) => o === 'rate_limited').length, 2, `${c.what}: both refusals logged as rate_limited`)
+  }
+
+  t.test('perTool on a policy route: counted on the lane, the JSON-RPC refusal with the request id', async (t) => {
+    const token = await freshToken()
+    t.equal((await warm(gwToolLimited, '/policy', token)).taken, 0, 'warm-up (tools/list, not counted): Fastify')
+    for (let i = 1; i <= 2; i++) {
+      const a = await call(gwToolLimited, '/policy', { headers: post(token), body: rpc('tools/call', { name: 'echo', arguments: { text: 'x' } }) })
+      t.same([a.status, a.taken], [200, 1], `echo ${i}: taken by the lane, within perTool.max`)
+    }
+    const before = up.requests.length
+    const a = await call(gwToolLimited, '/policy', { headers: post(token), body: rpc('tools/call', { name: 'echo', arguments: { text: 'x' } }, 'third') })
+    t.same([a.status, a.taken], [429, 1], 'the third echo: refused on the lane')
+    t.strictSame(json(a), { jsonrpc: '2.0', id: 'third', error: { code: -31429, message: 'Rate limit exceeded for this tool; retry later' } })
+    t.equal(a.headers['x-ratelimit-limit'], '2', 'X-RateLimit-Limit')
+    t.equal(up.requests.length, before, 'the refused call never reached the upstream')
   })
 })
 

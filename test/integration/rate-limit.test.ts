@@ -4,7 +4,8 @@
  * work (honouring trustProxy), per caller after authentication, per caller
  * and tool on policy routes; 429 with Retry-After and the X-RateLimit headers;
  * health and metadata never limited; one limit shared by two gateways through
- * Redis; and the store's fail mode when Redis is down.
+ * Redis; and the store's fail mode when Redis is down, on Fastify's route and
+ * on the lane (plugins/lane.ts) alike.
  */
 import t, { type Test } from 'tap'
 import { startAuthServer } from '../helpers/as.js'
@@ -193,8 +194,17 @@ t.test('store redis down: deny fails closed with 503, allow lets requests pass, 
   t.equal(refused.headers.get('retry-after'), '5', 'with Retry-After')
   t.strictSame(JSON.parse(refused.body), { error: 'temporarily_unavailable', error_description: 'The rate limit cannot be checked; retry later' })
   t.equal(refused.headers.get('access-control-allow-origin'), 'https://app.example.com', 'readable by an allowed browser origin')
+  // Without an Origin, and with its token cached, the same request takes the lane: the same refusal.
+  const takenBefore = deny.gateway.laneTaken()
+  const onLane = await post(deny, m2m)
+  t.same([onLane.status, deny.gateway.laneTaken() - takenBefore], [503, 1], 'deny on the lane: 503 too')
+  t.equal(onLane.headers.get('retry-after'), '5', 'the lane\'s 503 has Retry-After')
+  t.strictSame(JSON.parse(onLane.body), { error: 'temporarily_unavailable', error_description: 'The rate limit cannot be checked; retry later' })
   t.equal(up.requests.length, before, 'nothing reached the upstream')
+  const allowTaken = allow.gateway.laneTaken()
   t.equal((await post(allow, m2m)).status, 200, 'allow: served without a limit')
+  t.equal((await post(allow, m2m)).status, 200, 'allow: served again')
+  t.ok(allow.gateway.laneTaken() - allowTaken >= 1, 'allow: the lane served it once the token was cached')
   t.ok(deny.requestLogs().some((l) => l.outcome === 'rate_limit_unavailable' && l.status === 503), 'logged as rate_limit_unavailable')
   t.ok(deny.logs.some((l) => l.includes('rate-limit store unavailable')), 'the store failure is logged')
   await redis.restart()
