@@ -27,7 +27,7 @@ import {
 } from '../config/defaults.js'
 import type { ClientAddressResolver } from '../proxy/client-ip.js'
 import { jsonRpcError, type JsonRpcId, type JsonRpcMessage } from '../mcp/jsonrpc.js'
-import type { Exchange } from './exchange.js'
+import { answerInternalError, type Exchange } from './exchange.js'
 import type { RouteCors } from './origin.js'
 import { NOOP_ROUTE_TELEMETRY, type RateLimitKind, type RouteTelemetry } from '../observability/telemetry.js'
 
@@ -188,7 +188,7 @@ export function registerRateLimits (app: FastifyInstance, config: RateLimitsConf
       x.sendError(429, 'rate_limited', 'Too many requests; retry later', limited(x, r, limit, telemetry))
     }, (err: unknown) => {
       if (storeFailed(x, err)) next()
-    })
+    }).catch((err: unknown) => { answerInternalError(x, err) })
   }
 
   return {
