@@ -7,7 +7,11 @@
  * Redis; and the store's fail mode when Redis is down, on Fastify's route and
  * on the lane (plugins/lane.ts) alike.
  */
+import { connect } from 'node:net'
+import { once } from 'node:events'
 import t, { type Test } from 'tap'
+import { Redis } from 'ioredis'
+import { eventually } from '../helpers/cli.js'
 import { startAuthServer } from '../helpers/as.js'
 import { startStatelessUpstream } from '../helpers/upstream.js'
 import { startGateway, mcpHeaders, type RunningGateway } from '../helpers/gateway.js'
@@ -177,6 +181,33 @@ t.test('store redis: two gateways share one limit', async (t) => {
   const keys = await a.gateway.redis!.call('KEYS', 'shared-test:rl:*') as string[]
   t.ok(keys.length >= 2 && keys.every((k) => k.startsWith('shared-test:rl:')), `keys under the prefix (${keys.join(', ')})`)
   t.notOk(keys.some((k) => k.includes(m2m)), 'no token in any key')
+})
+
+t.test('regression: a lane request whose client leaves while the Redis count is pending is recorded as client_closed', async (t) => {
+  // Before the fix the lane, once the store answered, waited for body events the gone request had
+  // already emitted: the request was never recorded.
+  const gw = await gateway({ rateLimits: { store: 'redis', perIp: { max: 1000, windowSeconds: 60 } }, redis: { url: redis.url, keyPrefix: 'abort-test:', commandTimeoutSeconds: 3, connectTimeoutSeconds: 1 } })
+  await redisReady(gw)
+  t.equal((await post(gw, m2m)).status, 200, 'warm-up: the token is verified and cached')
+  const admin = new Redis(redis.url)
+  t.teardown(() => { admin.disconnect() })
+  await admin.call('CLIENT', 'PAUSE', '600', 'ALL')
+  const from = gw.requestLogs().length
+  const takenBefore = gw.gateway.laneTaken()
+  const body = JSON.stringify(LIST())
+  const { port } = new URL(gw.url)
+  const socket = connect(Number(port), '127.0.0.1')
+  await once(socket, 'connect')
+  const head = Object.entries({ ...mcpHeaders(m2m, { 'mcp-protocol-version': '2025-06-18' }), 'content-length': String(Buffer.byteLength(body)), host: `127.0.0.1:${port}` })
+    .map(([k, v]) => `${k}: ${v}\r\n`).join('')
+  socket.write(`POST /mcp HTTP/1.1\r\n${head}\r\n`)
+  await new Promise((resolve) => setTimeout(resolve, 150))
+  t.equal(gw.gateway.laneTaken() - takenBefore, 1, 'the lane took it and waits on the paused store')
+  socket.destroy()
+  await eventually(() => gw.requestLogs().length > from, 3000)
+  const lines = gw.requestLogs().slice(from)
+  t.equal(lines.length, 1, 'one request line')
+  t.equal(lines[0]?.outcome, 'client_closed', 'recorded as client_closed once the store answered')
 })
 
 t.test('store redis down: deny fails closed with 503, allow lets requests pass, and both recover', async (t) => {
