@@ -86,6 +86,15 @@ export const BENCH_POLICY = {
   resources: { 'drupal://node/*': ['mcp:read'] }
 }
 
+/**
+ * The optional gateway-ratelimit system's limits: counted on every request (per IP, then per
+ * caller, in the gateway's in-memory store) and never reached, so the figure is their cost.
+ */
+export const BENCH_RATE_LIMITS = {
+  perIp: { max: 1_000_000_000, windowSeconds: 60 },
+  perPrincipal: { max: 1_000_000_000, windowSeconds: 60 }
+}
+
 /** `resource` of the opaque-token route (g), registered at the bench's oidc-provider. */
 export const BENCH_OPAQUE_RESOURCE = 'https://mcp.bench.invalid/opaque'
 
@@ -389,7 +398,7 @@ export async function runBench (opts: BenchOptions, log: Log): Promise<BenchResu
     const nginxBin = needTool('nginx', 'nginx')
     const haproxyBinJwt = needTool('haproxy-jwt', 'haproxy')
     const haproxyBinPlain = needTool('haproxy-plain', 'haproxy')
-    const [gw, coldA, coldB, nginx, hapJwt, hapPlain, express, expressKa, fastifyProxy, nodeUndici, nodeAnswer, sdkFloor] = await Promise.all([
+    const [gw, coldA, coldB, nginx, hapJwt, hapPlain, express, expressKa, fastifyProxy, nodeUndici, nodeAnswer, sdkFloor, gwLimited] = await Promise.all([
       tryStart(['gateway', 'sdk-gateway'], has('gateway') || has('sdk-gateway') ? startGateway(rt, dir, { ...gwOpts, ...introspecting, name: 'gateway', jwksUri: jwks.uri('main'), routes: gwRoutes }) : undefined),
       // Two more gateways for the cold-token figures, idle until then.
       has('gateway') ? startGateway(rt, dir, { ...gwOpts, name: 'cold-a', jwksUri: jwks.uri('cold-a'), routes: [gwRoutes[0]!] }).catch(() => undefined) : undefined,
@@ -402,7 +411,8 @@ export async function runBench (opts: BenchOptions, log: Log): Promise<BenchResu
       tryStart(['fastify-http-proxy-jose'], has('fastify-http-proxy-jose') ? startFastifyHttpProxy(rt, dir, { upstream: upstream.origin, issuer: jwks.issuer, jwksUri: jwks.uri('main') }) : undefined),
       tryStart(['node-undici-jose'], has('node-undici-jose') ? startNodeUndici(rt, dir, { upstream: upstream.origin, issuer: jwks.issuer, jwksUri: jwks.uri('main') }) : undefined),
       tryStart(['node-answer'], has('node-answer') ? startNodeAnswer(rt, dir) : undefined),
-      tryStart(['sdk-floor'], has('sdk-floor') && sdk !== undefined ? startNodeUndici(rt, dir, { upstream: sdk.origin, issuer: jwks.issuer, jwksUri: jwks.uri('main') }, 'sdk-floor') : undefined)
+      tryStart(['sdk-floor'], has('sdk-floor') && sdk !== undefined ? startNodeUndici(rt, dir, { upstream: sdk.origin, issuer: jwks.issuer, jwksUri: jwks.uri('main') }, 'sdk-floor') : undefined),
+      tryStart(['gateway-ratelimit'], has('gateway-ratelimit') ? startGateway(rt, dir, { ...gwOpts, name: 'gateway-ratelimit', jwksUri: jwks.uri('main'), routes: [gwRoutes[0]!], rateLimits: BENCH_RATE_LIMITS }) : undefined)
     ])
     const coldReadyAt = Date.now()
 
@@ -439,6 +449,7 @@ export async function runBench (opts: BenchOptions, log: Log): Promise<BenchResu
     add('gateway', gw, '/mcp', { upstream: upstream.child, auth: true })
     add('gateway-policy', gw, '/policy', { upstream: upstream.child, auth: true })
     if (opaqueToken !== undefined) add('gateway-introspection', gw, '/opaque', { upstream: upstream.child, auth: true, token: opaqueToken })
+    add('gateway-ratelimit', gwLimited, '/mcp', { upstream: upstream.child, auth: true })
     if (sdk !== undefined) {
       add('sdk-direct', sdk, '/mcp', { sdk: true, auth: false })
       add('sdk-floor', sdkFloor, '/mcp', { upstream: sdk.child, sdk: true, auth: true })

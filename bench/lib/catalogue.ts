@@ -2,7 +2,7 @@
 
 export type SystemId =
   | 'direct' | 'nginx' | 'haproxy-plain' | 'haproxy-jwt' | 'express-sdk' | 'express-keepalive'
-  | 'fastify-http-proxy-jose' | 'node-answer' | 'node-undici-jose' | 'gateway' | 'gateway-policy' | 'gateway-introspection' | 'sdk-direct' | 'sdk-floor' | 'sdk-gateway'
+  | 'fastify-http-proxy-jose' | 'node-answer' | 'node-undici-jose' | 'gateway' | 'gateway-policy' | 'gateway-introspection' | 'gateway-ratelimit' | 'sdk-direct' | 'sdk-floor' | 'sdk-gateway'
 
 export interface SystemInfo {
   id: SystemId
@@ -42,6 +42,13 @@ export const CATALOGUE: readonly SystemInfo[] = [
     group: 'proxy',
     default: true
   },
+  // Optional: what rate limits cost (a common production setting); its own process, as limits apply to every route.
+  {
+    id: 'gateway-ratelimit',
+    label: 'mcp-auth-gateway, JWT route with perIp + perPrincipal rate limits (memory store, never reached)',
+    group: 'proxy',
+    default: false
+  },
   { id: 'sdk-direct', label: 'real MCP SDK server (stateless, JSON responses) directly', group: 'real', default: true },
   // The bound for the gateway's figure: what any Node proxy loses in front of this upstream.
   { id: 'sdk-floor', label: 'real MCP SDK server through the leanest Node proxy (node:http + undici + jose + cache)', group: 'real', default: true },
@@ -70,5 +77,6 @@ export const CPU_RATIOS: ReadonlyArray<{ num: SystemId, den: SystemId }> = [
   { num: 'node-undici-jose', den: 'haproxy-jwt' },
   // Issue 4: the policy route must cost at most 1.15× the plain JWT route.
   { num: 'gateway-policy', den: 'gateway' },
-  { num: 'gateway-introspection', den: 'gateway' }
+  { num: 'gateway-introspection', den: 'gateway' },
+  { num: 'gateway-ratelimit', den: 'gateway' }
 ]

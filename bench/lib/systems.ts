@@ -119,6 +119,8 @@ export async function startGateway (rt: NodeRuntime, dir: string, o: {
   extraIssuers?: Array<Record<string, unknown>>
   /** Environment for ${VARS} and fromEnv secrets in the config. */
   env?: Record<string, string>
+  /** The gateway's `rateLimits` section (none by default). */
+  rateLimits?: Record<string, unknown>
 }): Promise<Started & { configPath: string }> {
   const port = await freePort()
   const origin = `http://127.0.0.1:${port}`
@@ -136,7 +138,8 @@ export async function startGateway (rt: NodeRuntime, dir: string, o: {
       scopes: [BENCH_SCOPE],
       issuers: r.issuers ?? [o.issuer],
       ...(r.policy !== undefined ? { policy: r.policy } : {})
-    }))
+    })),
+    ...(o.rateLimits !== undefined ? { rateLimits: o.rateLimits } : {})
   }
   const configPath = join(dir, `${o.name}.yaml`)
   writeFileSync(configPath, stringify(config))
